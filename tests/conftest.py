@@ -1,0 +1,55 @@
+"""Suite-wide guards: every test gets its own empty cache and environment, and no socket may
+reach anything but loopback."""
+import ipaddress
+import socket
+
+import pytest
+
+_BERT_HUB_VARS = (
+    "BERT_HUB_CACHE", "BERT_HUB_OFFLINE", "BERT_HUB_ENDPOINT", "BERT_HUB_REGISTRY",
+    "BERT_HUB_DISABLE_PROGRESS", "XDG_CACHE_HOME",
+)
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path, monkeypatch):
+    for name in _BERT_HUB_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BERT_HUB_CACHE", str(tmp_path / "bert_hub_cache"))
+    monkeypatch.setenv("BERT_HUB_DISABLE_PROGRESS", "1")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost,::1")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost,::1")
+    yield
+
+
+def _is_loopback(address):
+    host = address[0] if isinstance(address, tuple) else address
+    if not isinstance(host, str):
+        return True
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False  # a host name: resolving it would already leave the machine
+
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _guarded(real):
+    def connect(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address):
+            raise ConnectionRefusedError(f"tests may only reach loopback, not {address!r}")
+        return real(self, address)
+    return connect
+
+
+@pytest.fixture(autouse=True, scope="session")
+def loopback_only():
+    socket.socket.connect = _guarded(_real_connect)
+    socket.socket.connect_ex = _guarded(_real_connect_ex)
+    yield
+    socket.socket.connect = _real_connect
+    socket.socket.connect_ex = _real_connect_ex

@@ -61,3 +61,33 @@ class ConversionError(BertHubError, ValueError):
 
 class TrainerError(BertHubError, ValueError):
     """Trainer arguments or state that cannot work together."""
+
+
+class DataFormatError(BertHubError, ValueError):
+    """A task data file (GLUE TSV, SQuAD JSON, text corpus) with a row or field we cannot read;
+    the message names the file and the line."""
+
+
+class UnknownTaskError(BertHubError, ValueError):
+    """A fine-tuning task name we have no processor for; the message lists close names."""
+
+
+class MissingDependencyError(BertHubError, ImportError):
+    """An optional extra (e.g. ``tokenizers`` for ``use_fast=True``) is not installed."""
+
+
+class UnknownTokenError(InvalidInputError, KeyError):
+    """A token or id that is not in the vocabulary (a ``KeyError`` too, as in 0.6.2)."""
+
+    def __str__(self):  # KeyError would print the message quoted
+        return str(self.args[0]) if self.args else ""
+
+
+class UnsupportedURLError(BertHubError, ValueError):
+    """A URL whose scheme no fetcher handles (we fetch http(s)://, s3://, file://, package://
+    and plain paths); the message quotes the URL."""
+
+
+class RegistryError(BertHubError, ValueError):
+    """A registry file or entry (package data, or the file named by BERT_HUB_REGISTRY) that is
+    missing or malformed; the message names the file and the entry."""

@@ -4,7 +4,11 @@ The public names are those of pytorch-pretrained-bert 0.6.2 (plus ``Trainer``). 
 resolved on first access, so ``bert-hub download`` and ``import bert_hub.registry`` never pay
 for importing torch.
 """
+import logging as _logging
 from importlib import import_module as _import_module
+
+# A library stays quiet unless the application configures logging.
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 __version__ = "0.1.0"
 

@@ -1,0 +1,225 @@
+"""The ``bert-hub`` command. Every failure we foresee is a ``BertHubError``: it becomes one clear
+line on stderr and a non-zero exit code, never a traceback. torch is imported only by the
+subcommands that need it, so ``download``, ``list`` and ``cache`` stay light."""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from typing import List, Optional
+
+from . import __version__
+from .errors import BertHubError
+
+EXIT_FAILURE = 1
+EXIT_INTERRUPTED = 130
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def _root(args):
+    from .cache import cache_root
+    return cache_root(args.cache_dir)
+
+
+# ----------------------------------------------------------------------------------------------
+# Subcommands
+
+
+def cmd_download(args) -> int:
+    from . import hub
+    for name in args.names:
+        start = time.perf_counter()
+        folder = hub.download_model(name, cache_dir=args.cache_dir, force_download=args.force,
+                                    convert=not args.no_convert)
+        print(f"{name}: {folder} ({time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from .cache import cached_entry
+    from .registry import load_registry
+    root = _root(args)
+    rows = [("NAME", "ALIASES", "CACHED", "SIZE")]
+    for spec in load_registry():
+        folder = cached_entry(root, spec.name)
+        size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) if folder else 0
+        rows.append((spec.name, ",".join(spec.aliases) or "-", "yes" if folder else "no",
+                     _human(size) if folder else "-"))
+    _print_table(rows)
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from . import convert
+    if args.to_tf:
+        if not args.weights:
+            raise _usage("--to-tf needs --weights FILE (a .safetensors or .bin file, or a saved folder)")
+        convert.export_tf_checkpoint(args.weights, args.config, args.out)
+    else:
+        if not args.tf_checkpoint:
+            raise _usage("convert needs --tf-checkpoint PREFIX (e.g. path/bert_model.ckpt), or --to-tf")
+        convert.convert_tf_checkpoint(args.tf_checkpoint, args.config, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_cache(args) -> int:
+    from . import cache
+    root = _root(args)
+    if args.action == "ls":
+        entries = cache.list_entries(root)
+        rows = [("NAME", "SIZE", "CONVERTED", "SOURCE")]
+        rows += [(e.name, _human(e.size), "yes" if e.converted else "no", e.source) for e in entries]
+        _print_table(rows)
+        print(f"{len(entries)} entries, {_human(sum(e.size for e in entries))} in {root}")
+        return 0
+    if args.action == "verify":
+        entries = [cache.find_entry(root, n) for n in args.names] if args.names else cache.list_entries(root)
+        bad = 0
+        for entry in entries:
+            problems = cache.verify_entry(entry)
+            bad += bool(problems)
+            print(f"{entry.name}: {'ok' if not problems else 'CORRUPT'}")
+            for problem in problems:
+                print(f"  {problem}")
+        if bad:
+            print(f"{bad} corrupt entr{'y' if bad == 1 else 'ies'}: remove with `bert-hub cache rm NAME` "
+                  f"and download again.", file=sys.stderr)
+            return EXIT_FAILURE
+        return 0
+    if args.action == "rm":
+        if not args.names:
+            raise _usage("cache rm needs at least one NAME (see `bert-hub cache ls`)")
+        for name in args.names:
+            entry = cache.remove_entry(root, name)
+            print(f"removed {entry.name} ({_human(entry.size)})")
+        return 0
+    if args.action == "prune":
+        removed = cache.prune(root)
+        for path in removed:
+            print(f"removed {path}")
+        print(f"{len(removed)} leftover item(s) removed")
+        return 0
+    raise _usage(f"unknown cache action {args.action!r}")
+
+
+def cmd_env(args) -> int:
+    from .cache import cache_root, is_offline
+    rows = [("bert_hub", __version__), ("python", platform.python_version()),
+            ("platform", platform.platform())]
+    for module in ("torch", "numpy", "requests", "safetensors", "tokenizers", "tensorflow"):
+        rows.append((module, _version_of(module)))
+    rows += [("cache dir", str(cache_root(args.cache_dir))),
+             ("offline", "yes" if is_offline() else "no"),
+             ("endpoint", os.environ.get("BERT_HUB_ENDPOINT", "(registry URLs)")),
+             ("extra registry", os.environ.get("BERT_HUB_REGISTRY", "-"))]
+    _print_table(rows, header=False)
+    return 0
+
+
+def _version_of(module: str) -> str:
+    from importlib import metadata
+    dist = {"tensorflow": "tensorflow-cpu"}.get(module, module)
+    for candidate in (dist, module):
+        try:
+            return metadata.version(candidate)
+        except metadata.PackageNotFoundError:
+            continue
+    return "not installed"
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+    run_demo(cache_dir=args.cache_dir, text=args.text)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Plumbing
+
+
+class _UsageError(BertHubError, ValueError):
+    pass
+
+
+def _usage(message: str) -> _UsageError:
+    return _UsageError(message)
+
+
+def _print_table(rows, header: bool = True) -> None:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bert-hub", description="Google's BERT checkpoints for PyTorch: download, convert, cache.")
+    parser.add_argument("--version", action="version", version=f"bert_hub {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def with_cache_dir(p):
+        p.add_argument("--cache-dir", default=None,
+                       help="cache root (default: BERT_HUB_CACHE, else ~/.cache/bert_hub)")
+        return p
+
+    p = with_cache_dir(sub.add_parser("download", help="download (and convert) models into the cache"))
+    p.add_argument("names", nargs="+", metavar="NAME", help="registry name or alias, URL or archive")
+    p.add_argument("--no-convert", action="store_true", help="skip the TF -> PyTorch conversion")
+    p.add_argument("--force", action="store_true", help="download again even when cached")
+    p.set_defaults(func=cmd_download)
+
+    p = with_cache_dir(sub.add_parser("list", help="the registry: names, aliases, cached or not"))
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("convert", help="TensorFlow checkpoint <-> PyTorch weights")
+    p.add_argument("--tf-checkpoint", help="checkpoint prefix, e.g. path/bert_model.ckpt")
+    p.add_argument("--config", required=True, help="bert_config.json")
+    p.add_argument("--out", required=True,
+                   help="output: a .safetensors or .bin file (or a checkpoint prefix with --to-tf)")
+    p.add_argument("--to-tf", action="store_true", help="write a TensorFlow checkpoint instead")
+    p.add_argument("--weights", help="with --to-tf: the PyTorch weights to export")
+    p.set_defaults(func=cmd_convert)
+
+    p = with_cache_dir(sub.add_parser("cache", help="inspect and clean the cache"))
+    p.add_argument("action", choices=("ls", "verify", "rm", "prune"))
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.set_defaults(func=cmd_cache)
+
+    p = with_cache_dir(sub.add_parser("env", help="versions, cache dir, offline state"))
+    p.set_defaults(func=cmd_env)
+
+    p = with_cache_dir(sub.add_parser("demo", help="the embedded demo model, end to end, offline"))
+    p.add_argument("--text", default="Who was Jim Henson? Jim Henson was a puppeteer.")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    import logging
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except BertHubError as exc:
+        print(f"bert-hub: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("bert-hub: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

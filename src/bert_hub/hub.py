@@ -1,0 +1,292 @@
+"""Name, path or URL -> the local files of a model (``ModelFiles``).
+
+One function per layout: our own folder (``bert_config.json`` + ``model.safetensors``),
+pytorch-pretrained-bert 0.6.2's (``bert_config.json`` + ``pytorch_model.bin``), Hugging Face's
+(``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``), a Google release folder
+(``bert_config.json`` + ``bert_model.ckpt.*``, converted lazily), an archive of any of these on
+disk or at a URL (``http(s)://``, ``s3://``, ``file://``), and registry names. Downloads and
+extractions land in the cache (``cache.py``); a Google checkpoint is converted once, under the
+entry's lock, to ``model.safetensors`` beside it. This module never imports torch.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Optional, Union
+
+from . import cache
+from .errors import ArchiveLayoutError, EntryNotFoundError, UnknownModelError
+
+CONFIG_NAME = "bert_config.json"        # Google's, 0.6.2's and ours
+HF_CONFIG_NAME = "config.json"          # Hugging Face's
+WEIGHTS_NAME = "pytorch_model.bin"      # 0.6.2's and Hugging Face's pickled state dict
+SAFE_WEIGHTS_NAME = "model.safetensors"  # ours and Hugging Face's
+VOCAB_NAME = "vocab.txt"
+TF_INDEX_NAME = "bert_model.ckpt.index"  # a Google release folder (TensorFlow checkpoint)
+
+logger = logging.getLogger(__name__)
+
+ACCEPTED_FORMS = (
+    "a folder with bert_config.json + model.safetensors (saved by bert_hub), "
+    "a folder with bert_config.json + pytorch_model.bin (pytorch-pretrained-bert 0.6.2), "
+    "a Hugging Face folder with config.json + model.safetensors or pytorch_model.bin, "
+    "a Google release folder (bert_config.json + bert_model.ckpt.*), an archive (.zip, .tar.gz) "
+    "of any of these, a URL to such an archive (http(s)://, s3://, file://), or a registry name "
+    "(see `bert-hub list`)"
+)
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """Where a model's files are on disk; ``None`` for a file the layout does not have."""
+
+    folder: Path
+    config_file: Optional[Path]
+    weights_file: Optional[Path]
+    vocab_file: Optional[Path]
+    do_lower_case: Optional[bool] = None   # from the registry, when the name came from it
+    max_len: Optional[int] = None          # from the registry, when the name came from it
+    tf_checkpoint: Optional[Path] = None   # a Google checkpoint prefix to convert in memory
+                                           # (set only when weights_file could not be written)
+
+
+def resolve_model(
+    name_or_path: Union[str, os.PathLike],
+    *,
+    cache_dir: Optional[Union[str, os.PathLike]] = None,
+    force_download: bool = False,
+    local_files_only: bool = False,
+    need_weights: bool = True,
+) -> ModelFiles:
+    """Return the local files of ``name_or_path``; raise a typed error naming what was tried.
+
+    ``need_weights=False`` (tokenizer, or ``from_pretrained(state_dict=...)``) accepts a folder
+    that has a config or vocabulary but no weights.
+    """
+    text = os.fspath(name_or_path)
+    if _looks_like_url(text):
+        return _resolve_url(text, cache_dir=cache_dir, force_download=force_download,
+                            local_files_only=local_files_only, need_weights=need_weights)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return _resolve_local_folder(path, need_weights=need_weights, cache_dir=cache_dir)
+    if path.is_file():
+        return _resolve_local_file(path, need_weights=need_weights, cache_dir=cache_dir)
+    if _looks_like_path(text):
+        raise EntryNotFoundError(
+            f"{text!r} does not exist. Accepted: {ACCEPTED_FORMS}; check the path.")
+    return _resolve_registry_name(text, cache_dir=cache_dir, force_download=force_download,
+                                  local_files_only=local_files_only, need_weights=need_weights)
+
+
+# -- local folders ------------------------------------------------------------------------------
+def _resolve_local_folder(folder: Path, *, need_weights: bool, cache_dir=None,
+                          lock_name: Optional[str] = None) -> ModelFiles:
+    """Our folder, a 0.6.2 folder or a Hugging Face folder; model.safetensors preferred."""
+    found = {p.name for p in folder.iterdir()}
+    config = _first_present(folder, found, (CONFIG_NAME, HF_CONFIG_NAME))
+    weights = _first_present(folder, found, (SAFE_WEIGHTS_NAME, WEIGHTS_NAME))
+    vocab = folder / VOCAB_NAME if VOCAB_NAME in found else None
+    if config is not None and need_weights and _tf_prefix(folder) is not None and \
+            (weights is None or weights.name == SAFE_WEIGHTS_NAME):
+        return _resolve_google_tf_folder(folder, need_weights=need_weights, cache_dir=cache_dir,
+                                         lock_name=lock_name)
+    if config is not None and (weights is not None or not need_weights):
+        return ModelFiles(folder=folder, config_file=config, weights_file=weights,
+                          vocab_file=vocab)
+    if not need_weights and vocab is not None:
+        return ModelFiles(folder=folder, config_file=None, weights_file=None, vocab_file=vocab)
+    looked_for = f"{CONFIG_NAME} or {HF_CONFIG_NAME}" if config is None else \
+        f"{SAFE_WEIGHTS_NAME} or {WEIGHTS_NAME}"
+    raise ArchiveLayoutError(
+        f"{str(folder)!r} holds no BERT model: looked for {looked_for} and did not find it "
+        f"(found: {', '.join(sorted(found)) or 'nothing'}). Accepted: {ACCEPTED_FORMS}.")
+
+
+def _first_present(folder: Path, found: set, names: tuple) -> Optional[Path]:
+    for name in names:
+        if name in found:
+            return folder / name
+    return None
+
+
+def _resolve_local_file(path: Path, *, need_weights: bool, cache_dir=None) -> ModelFiles:
+    """An archive on disk (a Google release .zip, a 0.6.2 .tar.gz): extracted into the cache
+    once, keyed by its path, size and modification time."""
+    if not cache.is_archive(path):
+        raise ArchiveLayoutError(
+            f"{str(path)!r} is a file but not an archive (.zip, .tar.gz). Accepted: {ACCEPTED_FORMS}.")
+    root = cache.cache_root(cache_dir)
+    st = path.stat()
+    name = cache.url_entry_name(f"{path.resolve()}?{st.st_size}-{st.st_mtime_ns}").replace("url--", "local--", 1)
+    folder = cache.ensure_local_archive_entry(name, path, root=root, check_layout=check_layout)
+    return _resolve_local_folder(folder, need_weights=need_weights, cache_dir=cache_dir, lock_name=name)
+
+
+def _resolve_google_tf_folder(folder: Path, *, need_weights: bool, cache_dir=None,
+                              lock_name: Optional[str] = None) -> ModelFiles:
+    """A Google release folder: converted once to model.safetensors beside the checkpoint (under
+    a lock); a folder we may not write to is converted in memory on every load instead."""
+    vocab = folder / VOCAB_NAME if (folder / VOCAB_NAME).is_file() else None
+    files = ModelFiles(folder=folder, config_file=folder / CONFIG_NAME, weights_file=None,
+                       vocab_file=vocab)
+    if not need_weights:
+        return files
+    if not _writable(folder):
+        logger.info("%s is read-only: converting its TensorFlow checkpoint in memory", folder)
+        return replace(files, tf_checkpoint=_tf_prefix(folder))
+    weights = ensure_converted(folder, cache_dir=cache_dir, lock_name=lock_name)
+    return replace(files, weights_file=weights)
+
+
+def ensure_converted(folder: Path, *, cache_dir=None, lock_name: Optional[str] = None) -> Path:
+    """``folder/model.safetensors`` converted from the folder's TensorFlow checkpoint, once.
+
+    Inside the cache the result is recorded in the entry's manifest, and a file whose size
+    differs from the recorded one (an interrupted copy, a damaged disk) is converted again
+    rather than served."""
+    folder = Path(folder)
+    weights = folder / SAFE_WEIGHTS_NAME
+    in_cache = cache.read_manifest(folder) is not None
+    if _converted_ok(folder, weights, in_cache):
+        return weights
+    root = cache.cache_root(cache_dir)
+    name = lock_name or (folder.name if in_cache else cache.url_entry_name(str(folder.resolve())))
+    with cache.entry_lock(root, name):
+        if _converted_ok(folder, weights, in_cache):   # another process did it meanwhile
+            return weights
+        prefix = _tf_prefix(folder)
+        if prefix is None:
+            raise ArchiveLayoutError(f"{str(folder)!r} has no TensorFlow checkpoint (*.ckpt.index) "
+                                     f"to convert. Accepted: {ACCEPTED_FORMS}.")
+        from .convert import convert_tf_checkpoint
+        tmp = folder / f".{SAFE_WEIGHTS_NAME}.{uuid.uuid4().hex}.tmp"
+        try:
+            convert_tf_checkpoint(prefix, folder / CONFIG_NAME, tmp, format="safetensors")
+            cache.publish_file(tmp, weights, manifest_folder=folder if in_cache else None)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        logger.info("Converted %s to %s", prefix, weights)
+        return weights
+
+
+def _converted_ok(folder: Path, weights: Path, in_cache: bool) -> bool:
+    if not weights.is_file():
+        return False
+    if not in_cache:
+        return True
+    recorded = (cache.read_manifest(folder) or {}).get("files", {}).get(SAFE_WEIGHTS_NAME)
+    if recorded is None or recorded.get("size") != weights.stat().st_size:
+        logger.warning("%s does not match the size recorded when it was written; converting again",
+                       weights)
+        return False
+    return True
+
+
+def _tf_prefix(folder: Path) -> Optional[Path]:
+    """The checkpoint prefix in a Google folder (bert_model.ckpt, or the only *.index there)."""
+    if (folder / TF_INDEX_NAME).is_file():
+        return folder / TF_INDEX_NAME[: -len(".index")]
+    indexes = sorted(folder.glob("*.index"))
+    if len(indexes) == 1:
+        return indexes[0].with_suffix("")
+    return None
+
+
+def _writable(folder: Path) -> bool:
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def check_layout(folder: Path) -> None:
+    """Refuse, before it is published in the cache, an archive that holds no BERT model."""
+    found = {p.name for p in folder.iterdir()}
+    has_config = bool(found & {CONFIG_NAME, HF_CONFIG_NAME})
+    has_weights = bool(found & {SAFE_WEIGHTS_NAME, WEIGHTS_NAME}) or _tf_prefix(folder) is not None
+    if not (has_config and (has_weights or VOCAB_NAME in found)):
+        raise ArchiveLayoutError(
+            f"The archive holds no BERT model (found: {', '.join(sorted(found)) or 'nothing'}). "
+            f"Accepted: {ACCEPTED_FORMS}.")
+
+
+def _resolve_url(url: str, *, cache_dir=None, force_download: bool = False,
+                 local_files_only: bool = False, need_weights: bool = True) -> ModelFiles:
+    """An archive at a URL (http(s)://, s3://, file://): one cache entry per URL."""
+    from .registry import resolve_url
+    name = cache.url_entry_name(url)
+    folder = cache.ensure_archive_entry(
+        name, resolve_url(url), root=cache.cache_root(cache_dir), force_download=force_download,
+        local_files_only=local_files_only, check_layout=check_layout)
+    return _resolve_local_folder(folder, need_weights=need_weights, cache_dir=cache_dir, lock_name=name)
+
+
+def _resolve_registry_name(name: str, *, cache_dir=None, force_download: bool = False,
+                           local_files_only: bool = False, need_weights: bool = True) -> ModelFiles:
+    """Registry names and aliases (bert-base-uncased, ...): the entry's archive, verified against
+    the published hashes, cached under the canonical name."""
+    from .registry import load_registry
+    spec = load_registry().get(name)   # UnknownModelError with close names
+    folder = download_model(spec.name, cache_dir=cache_dir, force_download=force_download,
+                            local_files_only=local_files_only, convert=False)
+    files = _resolve_local_folder(folder, need_weights=need_weights, cache_dir=cache_dir,
+                                  lock_name=spec.name)
+    return replace(files, do_lower_case=spec.do_lower_case, max_len=spec.max_len)
+
+
+def download_model(name_or_url: str, *, cache_dir=None, force_download: bool = False,
+                   local_files_only: bool = False, convert: bool = True) -> Path:
+    """Put a registry model (or an archive URL) in the cache; return its folder.
+
+    ``convert=True`` also converts its TensorFlow checkpoint now rather than on first load."""
+    from .registry import load_registry, resolve_url
+    root = cache.cache_root(cache_dir)
+    if _looks_like_url(name_or_url):
+        folder = _resolve_url(name_or_url, cache_dir=cache_dir, force_download=force_download,
+                              local_files_only=local_files_only, need_weights=False).folder
+        name = cache.url_entry_name(name_or_url)
+    else:
+        spec = load_registry().get(name_or_url)
+        name = spec.name
+        folder = cache.ensure_archive_entry(
+            spec.name, resolve_url(spec), root=root, file_sha256=dict(spec.file_sha256),
+            archive_sha256=spec.archive_sha256, force_download=force_download,
+            local_files_only=local_files_only, check_layout=check_layout)
+    if convert and _tf_prefix(folder) is not None:
+        ensure_converted(folder, cache_dir=cache_dir, lock_name=name)
+    return folder
+
+
+def cached_path(url_or_filename: Union[str, os.PathLike], cache_dir=None,
+                force_download: bool = False, local_files_only: bool = False) -> str:
+    """0.6.2's ``cached_path``: a URL is downloaded once into the cache (verified) and its local
+    path returned; an existing local path is returned as is."""
+    text = os.fspath(url_or_filename)
+    if _looks_like_url(text) and not text.startswith("file://"):
+        from .registry import resolve_url
+        return str(cache.ensure_file(resolve_url(text), root=cache.cache_root(cache_dir),
+                                     force_download=force_download, local_files_only=local_files_only))
+    path = Path(text[len("file://"):] if text.startswith("file://") else text).expanduser()
+    if not path.exists():
+        raise EntryNotFoundError(f"{text!r} does not exist: give an existing file or an "
+                                 f"http(s):// or s3:// URL.")
+    return str(path)
+
+
+def __getattr__(name: str):
+    # 0.6.2 exposed its cache folder as a constant; ours follows BERT_HUB_CACHE when read.
+    if name == "PYTORCH_PRETRAINED_BERT_CACHE":
+        return cache.cache_root()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _looks_like_url(text: str) -> bool:
+    return "://" in text
+
+
+def _looks_like_path(text: str) -> bool:
+    return os.sep in text or (os.altsep is not None and os.altsep in text) or \
+        text.startswith(("~", ".")) or text.endswith((".json", ".bin", ".safetensors",
+                                                      ".zip", ".tar.gz", ".tgz"))

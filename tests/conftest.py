@@ -5,6 +5,9 @@ import socket
 
 import pytest
 
+from http_server import file_server  # noqa: F401  (fixture: a real HTTP server on 127.0.0.1)
+from mirror import mirror  # noqa: F401  (fixture: that server as a mirror of Google's bucket)
+
 _BERT_HUB_VARS = (
     "BERT_HUB_CACHE", "BERT_HUB_OFFLINE", "BERT_HUB_ENDPOINT", "BERT_HUB_REGISTRY",
     "BERT_HUB_DISABLE_PROGRESS", "XDG_CACHE_HOME",

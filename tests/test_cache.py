@@ -1,8 +1,5 @@
 """The cache: safe extraction, atomic publication, offline mode, free space, ls / verify / rm / prune."""
 import io
-import json
-import os
-import shutil
 import stat
 import tarfile
 import zipfile
@@ -16,7 +13,6 @@ from bert_hub.errors import (
     ArchiveLayoutError,
     EntryNotFoundError,
     InsufficientSpaceError,
-    IntegrityError,
     OfflineError,
     UnsafeArchiveError,
 )

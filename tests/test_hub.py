@@ -1,8 +1,5 @@
 """The whole hub path over real HTTP on 127.0.0.1: registry -> download -> verify -> extract ->
 lazy conversion -> load, for models and tokenizers, with concurrency, kills and bad archives."""
-import hashlib
-import io
-import json
 import os
 import shutil
 import signal
@@ -10,13 +7,13 @@ import subprocess
 import sys
 import textwrap
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
 import torch
 
-from http_server import Fault, file_server  # noqa: F401  (fixture)
+from http_server import Fault
+from mirror import GOOGLE_PATH, TF_TINY, TOP, google_zip
 
 from bert_hub import BertForPreTraining, BertModel, BertTokenizer, cached_path
 from bert_hub import hub
@@ -28,42 +25,6 @@ from bert_hub.errors import (
     UnknownModelError,
     UnsafeArchiveError,
 )
-
-TF_TINY = Path(__file__).parent / "data" / "tf_tiny"
-GOOGLE_PATH = "/bert_models/2020_02_20/tiny_L-2_H-16_A-2.zip"
-TOP = "tiny_L-2_H-16_A-2"
-
-
-def google_zip(top=TOP, extra=None, source=TF_TINY):
-    """The tiny TF-written checkpoint zipped in Google's layout (one top folder)."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for path in sorted(source.iterdir()):
-            zf.write(path, f"{top}/{path.name}" if top else path.name)
-        for name, data in (extra or {}).items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
-def file_hashes(source=TF_TINY):
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in source.iterdir()}
-
-
-@pytest.fixture
-def mirror(file_server, tmp_path, monkeypatch):  # noqa: F811
-    """A loopback mirror at Google's URL paths plus a user registry entry 'tiny-bert'."""
-    file_server.put(GOOGLE_PATH, google_zip())
-    registry = tmp_path / "registry.json"
-    registry.write_text(json.dumps({"models": [{
-        "name": "tiny-bert", "aliases": ["tiny_L-2"],
-        "url": "https://storage.googleapis.com" + GOOGLE_PATH,
-        "top_folder": TOP, "do_lower_case": True, "max_len": 16,
-        "file_sha256": file_hashes(),
-    }]}))
-    monkeypatch.setenv("BERT_HUB_REGISTRY", str(registry))
-    monkeypatch.setenv("BERT_HUB_ENDPOINT", file_server.endpoint)
-    return file_server
-
 
 def reference_model():
     """The same checkpoint converted in memory, straight from the TF files."""
@@ -123,7 +84,7 @@ def test_offline_mode(mirror, monkeypatch):
     assert mirror.count(GOOGLE_PATH) == 1
 
 
-def test_published_hashes_are_enforced(file_server, monkeypatch):  # noqa: F811
+def test_published_hashes_are_enforced(file_server, monkeypatch):
     """A mirror serving something else under Google's real bert-base-uncased path is caught by the
     registry's per-file SHA-256, and nothing is left in the cache."""
     file_server.put("/bert_models/2018_10_18/uncased_L-12_H-768_A-12.zip",
@@ -145,7 +106,7 @@ def test_unknown_name_suggests_close_names():
         BertModel.from_pretrained("./no/such/folder")
 
 
-def test_archive_url_and_flat_archive(file_server, tmp_path):  # noqa: F811
+def test_archive_url_and_flat_archive(file_server, tmp_path):
     file_server.put("/x/flat.zip", google_zip(top=None))
     model = BertForPreTraining.from_pretrained(file_server.url("/x/flat.zip"))
     for ours, ref in zip(outputs(model), outputs(reference_model())):
@@ -155,7 +116,7 @@ def test_archive_url_and_flat_archive(file_server, tmp_path):  # noqa: F811
 
 
 @pytest.mark.parametrize("member", ["../evil.txt", "/abs/evil.txt"])
-def test_unsafe_archive_from_url_is_refused(file_server, member):  # noqa: F811
+def test_unsafe_archive_from_url_is_refused(file_server, member):
     file_server.put("/x/evil.zip", google_zip(extra={member: b"boom"}))
     with pytest.raises(UnsafeArchiveError):
         BertModel.from_pretrained(file_server.url("/x/evil.zip"))
@@ -215,7 +176,7 @@ def test_truncated_converted_file_is_redone_not_served(mirror):
     assert mirror.count(GOOGLE_PATH) == 1
 
 
-def test_cached_path(file_server, tmp_path):  # noqa: F811
+def test_cached_path(file_server, tmp_path):
     file_server.put("/files/vocab.txt", b"[PAD]\n[UNK]\n")
     local = cached_path(file_server.url("/files/vocab.txt"))
     assert Path(local).read_bytes() == b"[PAD]\n[UNK]\n"

@@ -29,7 +29,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "src"))
 
-from bert_hub.tokenization import BasicTokenizer, BertTokenizer
+from bert_hub.tokenization import BasicTokenizer, BertTokenizer  # noqa: E402  (after the path set-up)
 
 OTHER_LANGUAGES = {
     "fr": "Le théâtre de la Comédie-Française présente ce soir une pièce où l'héroïne, "

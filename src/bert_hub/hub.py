@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from . import cache
-from .errors import ArchiveLayoutError, EntryNotFoundError, UnknownModelError
+from .errors import ArchiveLayoutError, EntryNotFoundError
 
 CONFIG_NAME = "bert_config.json"        # Google's, 0.6.2's and ours
 HF_CONFIG_NAME = "config.json"          # Hugging Face's

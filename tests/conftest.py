@@ -56,3 +56,15 @@ def loopback_only():
     yield
     socket.socket.connect = _real_connect
     socket.socket.connect_ex = _real_connect_ex
+
+
+@pytest.fixture(autouse=True, scope="session")
+def committed_fixtures_stay_untouched():
+    """A test that loads a committed Google folder in place would convert beside it and change
+    what every later test reads: copy it to tmp_path first."""
+    from pathlib import Path
+    data = Path(__file__).parent / "data"
+    before = sorted(p.relative_to(data).as_posix() for p in data.rglob("*"))
+    yield
+    after = sorted(p.relative_to(data).as_posix() for p in data.rglob("*"))
+    assert after == before, f"tests wrote into tests/data: {sorted(set(after) - set(before))}"

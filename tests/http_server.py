@@ -116,6 +116,15 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """Clients that hang up (killed downloaders, read timeouts) are part of the tests: no traceback."""
+
+    def handle_error(self, request, client_address) -> None:
+        import sys
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
 class FileServer:
     """A threaded HTTP/1.1 server on an ephemeral loopback port; a context manager."""
 
@@ -135,7 +144,7 @@ class FileServer:
         self.stopping = threading.Event()
         for path, content in (files or {}).items():
             self.put(path, content)
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._httpd = _QuietServer(("127.0.0.1", 0), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.owner = self  # type: ignore[attr-defined]
         self._thread: Optional[threading.Thread] = None

@@ -90,8 +90,9 @@ def test_convert_both_directions_and_errors(tmp_path):
     ours, original = CheckpointReader(back), CheckpointReader(TF_TINY / "bert_model.ckpt")
     for name, _, _ in ours.list_variables():
         assert (ours.get_tensor(name) == original.get_tensor(name)).all(), name
-    assert_one_clear_line(run("convert", "--config", str(TF_TINY / "bert_config.json"), "--out", str(out)),
-                          "--tf-checkpoint")
+    missing_input = run("convert", "--config", str(TF_TINY / "bert_config.json"), "--out", str(out))
+    assert missing_input.returncode == 2
+    assert_one_clear_line(missing_input, "--tf-checkpoint")
     assert_one_clear_line(run("convert", "--tf-checkpoint", str(tmp_path / "nope.ckpt"),
                               "--config", str(TF_TINY / "bert_config.json"), "--out", str(out)))
 

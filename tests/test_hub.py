@@ -269,3 +269,17 @@ def test_faulty_mirror_never_leaves_a_corrupt_entry(mirror):
     mirror._faults.clear()
     BertModel.from_pretrained("tiny-bert")
     assert (root / "models" / "tiny-bert" / "model.safetensors").exists()
+
+
+def test_no_space_for_the_download_fails_before_any_get(mirror, monkeypatch):
+    from collections import namedtuple
+
+    from bert_hub import cache
+    from bert_hub.errors import InsufficientSpaceError
+    Usage = namedtuple("Usage", "total used free")
+    monkeypatch.setattr(cache.shutil, "disk_usage", lambda p: Usage(1 << 30, 1 << 30, 1 << 20))
+    with pytest.raises(InsufficientSpaceError, match="download"):
+        BertModel.from_pretrained("tiny-bert")
+    assert mirror.count(GOOGLE_PATH) == 0
+    root = Path(os.environ["BERT_HUB_CACHE"])
+    assert not (root / "models" / "tiny-bert").exists()

@@ -137,3 +137,31 @@ def test_wrong_expected_hash_is_an_integrity_error(with_credentials, tmp_path):
     with pytest.raises(IntegrityError, match="SHA-256"):
         fetch(f"s3://{BUCKET}/{KEY}", dest, expected_sha256="0" * 64, **FAST)
     assert not dest.exists()
+
+
+def test_from_pretrained_and_registry_entries_over_s3(with_credentials, endpoint, tmp_path, monkeypatch):
+    """The whole hub path from an s3:// archive: a URL, and a BERT_HUB_REGISTRY mirror entry."""
+    import json
+
+    import torch
+    from mirror import TF_TINY, file_hashes, google_zip
+
+    from bert_hub import BertModel, BertTokenizer
+    admin_client(endpoint).put_object(Bucket=BUCKET, Key="mirror/tiny.zip", Body=google_zip())
+    url = f"s3://{BUCKET}/mirror/tiny.zip"
+    by_url = BertModel.from_pretrained(url)
+    registry = tmp_path / "registry.json"
+    registry.write_text(json.dumps({"models": [{
+        "name": "tiny-s3", "url": url, "do_lower_case": True, "max_len": 16,
+        "file_sha256": file_hashes()}]}))
+    monkeypatch.setenv("BERT_HUB_REGISTRY", str(registry))
+    by_name = BertModel.from_pretrained("tiny-s3")
+    assert BertTokenizer.from_pretrained("tiny-s3").basic_tokenizer.do_lower_case is True
+    ids = torch.tensor([[2, 5, 6, 3]])
+    with torch.no_grad():
+        torch.testing.assert_close(by_url(ids)[1], by_name(ids)[1], rtol=0, atol=0)
+    import shutil
+    shutil.copytree(TF_TINY, tmp_path / "google")   # converting writes beside the checkpoint
+    reference = BertModel.from_pretrained(tmp_path / "google")
+    with torch.no_grad():
+        torch.testing.assert_close(by_name(ids)[1], reference(ids)[1], rtol=0, atol=1e-6)

@@ -14,6 +14,7 @@ from . import __version__
 from .errors import BertHubError
 
 EXIT_FAILURE = 1
+EXIT_USAGE = 2       # as argparse's own usage errors
 EXIT_INTERRUPTED = 130
 
 
@@ -213,6 +214,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
+    except _UsageError as exc:
+        print(f"bert-hub: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except BertHubError as exc:
         print(f"bert-hub: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE

@@ -44,7 +44,8 @@ def __getattr__(name):
     if module is None:
         raise AttributeError(f"module 'bert_hub' has no attribute {name!r}")
     value = getattr(_import_module(f"bert_hub.{module}"), name)
-    globals()[name] = value
+    if name != "PYTORCH_PRETRAINED_BERT_CACHE":  # follows BERT_HUB_CACHE at each access
+        globals()[name] = value
     return value
 
 

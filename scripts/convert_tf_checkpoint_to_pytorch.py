@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     try:
         out = convert_tf_checkpoint(args.tf_checkpoint_path, args.bert_config_file,
                                     args.pytorch_dump_path, format=fmt)
-    except BertHubError as e:
+    except (BertHubError, OSError) as e:   # OSError: an output folder we cannot write
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"Saved PyTorch model to {out}")

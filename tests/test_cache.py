@@ -220,3 +220,12 @@ def test_url_entry_names_are_distinct_and_safe():
     b = cache.url_entry_name("http://127.0.0.1:2/a/model.v1.zip")
     assert a != b and "/" not in a and "." not in a
     assert a.startswith("url--model_v1--")
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "nan"])
+def test_bad_lock_timeout_is_a_clear_error(tmp_path, monkeypatch, value):
+    from bert_hub.errors import InvalidInputError
+    monkeypatch.setenv("BERT_HUB_LOCK_TIMEOUT", value)
+    with pytest.raises(InvalidInputError, match="BERT_HUB_LOCK_TIMEOUT"):
+        with cache.entry_lock(tmp_path, "x"):
+            pass

@@ -105,3 +105,12 @@ def test_env_and_demo():
     assert "jim henson" in demo
     again = run("demo", check=0).stdout
     assert "cache hit, no I/O" in again and "already converted" in again
+
+
+def test_download_accepts_a_local_archive(tmp_path):
+    from mirror import google_zip
+    archive = tmp_path / "tiny.zip"
+    archive.write_bytes(google_zip())
+    proc = run("download", str(archive), check=0)
+    folder = Path(proc.stdout.split(": ", 1)[1].rsplit(" (", 1)[0])
+    assert (folder / "model.safetensors").exists() and folder.is_relative_to(Path(os.environ["BERT_HUB_CACHE"]))

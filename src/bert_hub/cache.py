@@ -38,8 +38,10 @@ import filelock
 from . import download
 from .errors import (
     ArchiveLayoutError,
+    CacheNotWritableError,
     EntryNotFoundError,
     InsufficientSpaceError,
+    InvalidInputError,
     IntegrityError,
     LockTimeoutError,
     OfflineError,
@@ -80,21 +82,45 @@ def models_dir(root: Path) -> Path:
 
 def _tmp_dir(root: Path) -> Path:
     path = root / _TMP
-    path.mkdir(parents=True, exist_ok=True)
+    _make_dir(path, root)
     return path
+
+
+def _make_dir(path: Path, root: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CacheNotWritableError(
+            f"cannot create {path} in the cache at {root} ({exc.strerror or exc}); point "
+            "BERT_HUB_CACHE (or cache_dir=) at a folder you can write") from None
 
 
 # ----------------------------------------------------------------------------------------------
 # Locks
 
 
+def _lock_timeout_from_env() -> float:
+    raw = os.environ.get("BERT_HUB_LOCK_TIMEOUT", "").strip()
+    if not raw:
+        return _DEFAULT_LOCK_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise InvalidInputError(
+            f"BERT_HUB_LOCK_TIMEOUT={raw!r} is not a number of seconds >= 0; set it to e.g. 600, "
+            f"or unset it for the default ({_DEFAULT_LOCK_TIMEOUT:.0f} s).")
+    return value
+
+
 @contextmanager
 def entry_lock(root: Path, name: str, timeout: Optional[float] = None) -> Iterator[None]:
     """Hold the lock of one entry; log once while waiting for another process to finish."""
     if timeout is None:
-        timeout = float(os.environ.get("BERT_HUB_LOCK_TIMEOUT", _DEFAULT_LOCK_TIMEOUT))
+        timeout = _lock_timeout_from_env()
     lock_dir = root / _LOCKS
-    lock_dir.mkdir(parents=True, exist_ok=True)
+    _make_dir(lock_dir, root)
     lock_path = lock_dir / f"{name}.lock"
     lock = filelock.FileLock(str(lock_path))
     try:
@@ -310,10 +336,34 @@ def entry_path(root: Path, name: str) -> Path:
     return models_dir(root) / name
 
 
-def cached_entry(root: Path, name: str) -> Optional[Path]:
-    """The folder of a complete entry, or None (a folder without a manifest is not complete)."""
+def cached_entry(root: Path, name: str, *, warn: bool = True) -> Optional[Path]:
+    """The folder of a complete entry, or None (a folder without a manifest is not complete,
+    and neither is one that lost a file or whose file changed size since it was cached)."""
     path = entry_path(root, name)
-    return path if read_manifest(path) is not None else None
+    manifest = read_manifest(path)
+    if manifest is None:
+        return None
+    damage = _damage(path, manifest)
+    if damage:
+        (logger.warning if warn else logger.debug)("Cache entry %r in %s is damaged (%s); it is not used and will be "
+                       "fetched again", name, path, damage)
+        return None
+    return path
+
+
+def _damage(folder: Path, manifest: Mapping) -> str:
+    """Cheap check (one stat per file) of the files a manifest lists; '' when all are there.
+    model.safetensors is left to the hub, which converts it again when it does not match."""
+    for filename, info in (manifest.get("files") or {}).items():
+        if filename == "model.safetensors":
+            continue
+        try:
+            size = (folder / filename).stat().st_size
+        except OSError:
+            return f"{filename}: missing"
+        if isinstance(info, Mapping) and info.get("size") not in (None, size):
+            return f"{filename}: size {size}, expected {info['size']}"
+    return ""
 
 
 def ensure_archive_entry(
@@ -345,7 +395,7 @@ def ensure_archive_entry(
         )
     with entry_lock(root, name):
         if not force_download:
-            hit = cached_entry(root, name)
+            hit = cached_entry(root, name, warn=False)
             if hit is not None:  # another process finished it while we waited
                 return hit
         _sweep_orphans(root, name)

@@ -220,6 +220,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except BertHubError as exc:
         print(f"bert-hub: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    except OSError as exc:   # a path we could not read or write: one line too, no traceback
+        print(f"bert-hub: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print("bert-hub: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

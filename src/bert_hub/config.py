@@ -136,7 +136,7 @@ class BertConfig:
             if not 0.0 <= value < 1.0:
                 raise ConfigError(f"{name} ({value}) must be in [0, 1)")
         value = self.initializer_range
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
             raise ConfigError(f"initializer_range must be a non-negative number, got {value!r}")
         act = self.hidden_act
         if not callable(act) and act not in ACTIVATIONS:
@@ -154,6 +154,8 @@ class BertConfig:
         extra = {k: v for k, v in json_object.items() if k not in names}
         if "vocab_size" not in known:
             raise ConfigError("the config has no 'vocab_size'; a bert_config.json always has one")
+        if not isinstance(known["vocab_size"], int):   # a str would be taken for a file path
+            raise ConfigError(f"vocab_size must be an integer, got {known['vocab_size']!r}")
         for key, expected in _HF_FIXED_KEYS.items():
             if key in extra and extra[key] is not None and extra[key] != expected:
                 raise ConfigError(
@@ -170,11 +172,20 @@ class BertConfig:
     @classmethod
     def from_json_file(cls, json_file: Union[str, os.PathLike]) -> BertConfig:
         """Build from a JSON file; a missing or malformed file is a ``ConfigError`` naming it."""
+        if os.path.isdir(json_file):
+            raise ConfigError(
+                f"config file {os.fspath(json_file)!r} is a folder; pass the bert_config.json "
+                "inside it, or load the folder with from_pretrained()")
         try:
-            with open(json_file, "r", encoding="utf-8") as reader:
+            # utf-8-sig: a byte-order mark (Windows editors write one) is not part of the JSON
+            with open(json_file, "r", encoding="utf-8-sig") as reader:
                 text = reader.read()
         except FileNotFoundError:
             raise ConfigError(f"config file {os.fspath(json_file)!r} does not exist") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"config file {os.fspath(json_file)!r} is not UTF-8 text ({exc.reason} at byte "
+                f"{exc.start}); pass the model's bert_config.json") from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:

@@ -111,6 +111,7 @@ SKIPPED_NAMES = frozenset({"global_step", "beta1_power", "beta2_power", "loss_sc
 TIED_OR_BUFFER_KEYS = frozenset({"cls.predictions.decoder.weight", "cls.predictions.decoder.bias",
                                  "bert.embeddings.position_ids"})
 _GROUPS = ("bert", "cls.predictions", "cls.seq_relationship")
+_DECODER_KEY = "cls.predictions.decoder.weight"
 
 
 class Row(NamedTuple):
@@ -419,6 +420,10 @@ def _write_bin_streaming(reader: CheckpointReader, rows: list[Row], f) -> None:
             reader.release_pages()
             pending = 0
     reader.release_pages()
+    if "cls.predictions.bias" in state:
+        # 0.6.2's state_dict() lists the tied decoder weight, so a strict load_state_dict of
+        # this file needs it; it shares the embedding's storage, which torch.save stores once.
+        state[_DECODER_KEY] = state["bert.embeddings.word_embeddings.weight"]
     torch.save(state, _ReleaseWhileWriting(f, reader.release_pages))
 
 

@@ -29,7 +29,7 @@ def run_demo(cache_dir: Optional[str] = None, text: str = "Who was Jim Henson? J
         spec = registry.load_registry().get(DEMO_NAME)
         url = registry.resolve_url(spec)
         box["note"] = url
-    was_cached = cache.cached_entry(root, spec.name) is not None
+    was_cached = cache.cached_entry(root, spec.name, warn=False) is not None
     with _stage(rows, "fetch+verify+extract", "cache hit, no I/O" if was_cached else "") as box:
         folder = hub.download_model(DEMO_NAME, cache_dir=cache_dir, convert=False)
         if not was_cached:

@@ -91,3 +91,12 @@ class UnsupportedURLError(BertHubError, ValueError):
 class RegistryError(BertHubError, ValueError):
     """A registry file or entry (package data, or the file named by BERT_HUB_REGISTRY) that is
     missing or malformed; the message names the file and the entry."""
+
+
+class InvalidArgumentError(BertHubError, TypeError):
+    """An argument a function or constructor does not take (a ``TypeError``, as Python's own);
+    the message lists the accepted ones."""
+
+
+class CacheNotWritableError(BertHubError, OSError):
+    """The cache folder (``BERT_HUB_CACHE`` or ``cache_dir``) cannot be created or written."""

@@ -67,6 +67,9 @@ def resolve_model(
     that has a config or vocabulary but no weights.
     """
     text = os.fspath(name_or_path)
+    if not str(text).strip():
+        raise EntryNotFoundError(
+            f"the model name or path is empty ({text!r}). Accepted: {ACCEPTED_FORMS}.")
     if _looks_like_url(text):
         return _resolve_url(text, cache_dir=cache_dir, force_download=force_download,
                             local_files_only=local_files_only, need_weights=need_weights)
@@ -238,11 +241,13 @@ def _resolve_registry_name(name: str, *, cache_dir=None, force_download: bool = 
 
 def download_model(name_or_url: str, *, cache_dir=None, force_download: bool = False,
                    local_files_only: bool = False, convert: bool = True) -> Path:
-    """Put a registry model (or an archive URL) in the cache; return its folder.
+    """Put a registry model, an archive URL or a local archive in the cache; return its folder.
 
     ``convert=True`` also converts its TensorFlow checkpoint now rather than on first load."""
     from .registry import load_registry, resolve_url
     root = cache.cache_root(cache_dir)
+    if Path(name_or_url).expanduser().is_file():   # a local archive: extracted into the cache
+        return resolve_model(name_or_url, cache_dir=cache_dir, need_weights=convert).folder
     if _looks_like_url(name_or_url):
         folder = _resolve_url(name_or_url, cache_dir=cache_dir, force_download=force_download,
                               local_files_only=local_files_only, need_weights=False).folder

@@ -12,11 +12,14 @@ C choices, V vocabulary size.
 """
 from __future__ import annotations
 
+import difflib
+import inspect
 import json
 import logging
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
@@ -27,7 +30,7 @@ from torch.nn import CrossEntropyLoss
 
 from . import hub
 from .config import BertConfig
-from .errors import ConfigError, ConversionError, InvalidInputError
+from .errors import ConfigError, ConversionError, InvalidArgumentError, InvalidInputError
 
 __all__ = [
     "BertConfig", "BertLayerNorm", "BertPreTrainedModel", "BertModel", "BertForPreTraining",
@@ -686,6 +689,12 @@ class BertPreTrainedModel(nn.Module):
         Returns the model in eval mode.
         """
         kwargs.pop("from_tf", None)   # 0.6.2's flag: a TensorFlow folder is found by its layout
+        # Argument mistakes fail here, before a download or a conversion.
+        _check_constructor_args(cls, inputs, kwargs)
+        torch_dtype = _torch_dtype(torch_dtype)
+        device = _device(device)
+        if state_dict is not None:
+            _check_state_dict(state_dict)
         files = hub.resolve_model(pretrained_model_name_or_path, cache_dir=cache_dir,
                                   force_download=force_download,
                                   local_files_only=local_files_only,
@@ -778,6 +787,10 @@ class BertPreTrainedModel(nn.Module):
         """Write ``bert_config.json`` and ``model.safetensors`` (the tied decoder weight once).
         The weights file appears whole or not at all."""
         folder = Path(save_directory)
+        if folder.exists() and not folder.is_dir():
+            raise InvalidInputError(
+                f"save_pretrained({str(folder)!r}): that is a file; pass a folder (it is created "
+                "if missing)")
         folder.mkdir(parents=True, exist_ok=True)
         state = self.state_dict()
         tensors = {k: state[k] for k in _fused_order(list(state)) if k != _TIED_DECODER}
@@ -1005,6 +1018,72 @@ class BertForQuestionAnswering(BertPreTrainedModel):
         end_positions = end_positions.clamp(0, ignored_index)
         loss_fct = CrossEntropyLoss(ignore_index=ignored_index)
         return (loss_fct(start_logits, start_positions) + loss_fct(end_logits, end_positions)) / 2
+
+
+_LOAD_OPTIONS = ("cache_dir", "force_download", "local_files_only", "torch_dtype", "device",
+                 "state_dict")
+
+
+def _check_constructor_args(cls, inputs: tuple, kwargs: dict) -> None:
+    """``from_pretrained``'s extra arguments must fit ``cls(config, ...)``."""
+    params = [p for p in inspect.signature(cls.__init__).parameters.values()
+              if p.name not in ("self", "config") and p.kind is not p.VAR_KEYWORD]
+    try:
+        inspect.signature(cls.__init__).bind(None, None, *inputs, **kwargs)
+    except TypeError as exc:
+        takes = ", ".join(p.name for p in params) or "no arguments besides the config"
+        unknown = [k for k in kwargs if k not in {p.name for p in params}]
+        close = difflib.get_close_matches(unknown[0], [p.name for p in params] +
+                                          list(_LOAD_OPTIONS), n=1) if unknown else []
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        if "num_labels" in unknown or "num_choices" in unknown:
+            hint += (" num_labels belongs to BertForSequenceClassification and "
+                     "BertForTokenClassification, num_choices to BertForMultipleChoice.")
+        raise InvalidArgumentError(
+            f"{cls.__name__}.from_pretrained(): {exc}. {cls.__name__} takes {takes}; the "
+            f"loading options are {', '.join(_LOAD_OPTIONS)}.{hint}") from None
+
+
+def _torch_dtype(value):
+    """None, "auto", a floating torch.dtype or its name ("float16", "torch.bfloat16")."""
+    if value is None or value == "auto":
+        return value
+    dtype = getattr(torch, value.replace("torch.", "", 1), None) if isinstance(value, str) \
+        else value
+    if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+        return dtype
+    raise InvalidInputError(
+        f"torch_dtype must be a floating dtype (torch.float32, torch.float16, torch.bfloat16), "
+        f"its name ('float16'), or 'auto' to keep the file's; got {value!r}")
+
+
+def _device(value) -> Optional[torch.device]:
+    if value is None:
+        return None
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError) as exc:
+        raise InvalidInputError(
+            f"device={value!r} is not a torch device ({exc}); pass e.g. 'cpu', 'cuda' or "
+            "'cuda:1'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError(
+            f"device={value!r}, but CUDA is not available to this torch ({torch.__version__}); "
+            "pass device='cpu', or install a CUDA build of torch")
+    return device
+
+
+def _check_state_dict(state_dict) -> None:
+    if not isinstance(state_dict, Mapping):
+        raise InvalidInputError(
+            f"state_dict must be a mapping of names to tensors (model.state_dict()), got "
+            f"{type(state_dict).__name__}")
+    bad = [k for k, v in state_dict.items() if not torch.is_tensor(v)]
+    if bad:
+        raise InvalidInputError(
+            f"state_dict values must be tensors; {bad[0]!r} holds a "
+            f"{type(state_dict[bad[0]]).__name__} ({len(bad)} such keys). Pass "
+            "model.state_dict() or torch.load(path, weights_only=True)")
 
 
 def _positive(name: str, value) -> int:

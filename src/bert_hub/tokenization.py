@@ -127,8 +127,15 @@ def load_vocab(vocab_file: str) -> collections.OrderedDict[str, int]:
             f"no vocabulary file at {vocab_file!r}: pass the path of a BERT vocab.txt, or use "
             "BertTokenizer.from_pretrained(NAME_OR_FOLDER)")
     # Text mode reads '\r', '\n' and '\r\n' as line ends, exactly like 0.6.2's readline loop.
-    with open(vocab_file, "r", encoding="utf-8") as reader:
-        lines = reader.read().split("\n")
+    # utf-8-sig drops a byte-order mark, which would otherwise be glued to the first token
+    # ('\ufeff[PAD]') and hide it; the ids are the same either way.
+    try:
+        with open(vocab_file, "r", encoding="utf-8-sig") as reader:
+            lines = reader.read().split("\n")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            f"the vocabulary file {vocab_file!r} is not UTF-8 ({exc.reason} at byte {exc.start})"
+            ": BERT vocab.txt files are UTF-8; re-save it as UTF-8") from None
     if lines and lines[-1] == "":
         lines.pop()
     if not lines:

@@ -284,6 +284,10 @@ class Trainer:
             fail("precision='fp16' with fp16 weights cannot be unscaled and stepped safely: keep "
                  "the weights in fp32 (autocast does the fp16 math), or set optimize_on_cpu=True "
                  "for fp32 master weights")
+        if output_dir is not None and os.path.exists(output_dir) and \
+                not os.path.isdir(output_dir):
+            fail(f"output_dir {os.fspath(output_dir)!r} is a file; pass a folder (it is "
+                 "created if missing)")
         if save_steps is not None and output_dir is None:
             fail("save_steps is set but output_dir is not: pass output_dir=... for checkpoints")
 

@@ -17,8 +17,9 @@ streams into ``dest`` and never renames it: publishing is the cache's job. It gu
   then ``IntegrityError``.
 - Bounded retries with exponential backoff on connection errors, resets, stalls (read timeout),
   truncated bodies, 408/429/5xx (honouring ``Retry-After``, capped). 404/403 fail at once.
-- Speed: the response is read in 4 MiB blocks while worker threads hash and write the previous
-  blocks (hashlib and file writes release the GIL), so hashing costs no wall time on 2+ cores.
+- Speed: the response is read in 4 MiB blocks and written in 32 KiB calls (small page-cache
+  folios: see ``_write_all``) while a worker thread hashes the previous blocks (hashlib and
+  crc32c release the GIL), so hashing costs no wall time on 2+ cores.
 """
 from __future__ import annotations
 
@@ -54,7 +55,8 @@ from .errors import (
 logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 4 << 20        # bytes per read; large blocks keep Python's per-call cost negligible
-_IN_FLIGHT = 4              # blocks received but not yet hashed/written (memory: 4 x 4 MiB)
+_IN_FLIGHT = 4              # blocks received but not yet hashed (memory: 4 x 4 MiB)
+_WRITE_SIZE = 32 << 10      # bytes per write() call: see _write_all
 _BACKOFF_CAP = 30.0         # seconds, the longest pause between two attempts
 _RETRY_AFTER_CAP = 60.0     # seconds, the longest Retry-After we honour
 _INTEGRITY_RETRIES = 1      # fresh downloads after a checksum mismatch before giving up
@@ -278,83 +280,68 @@ def _attempt(fetcher, url: str, dest: Path, expected_sha256: Optional[str],
 
 def _receive(opened: _Opened, f, hashers: Dict[str, object], offset: int, show: bool,
              desc: str, url: str) -> int:
-    """Read the body block by block; hash and write each block on worker threads meanwhile."""
+    """Read the body block by block and write each block here, as curl does, while a worker
+    thread hashes it (hashlib and crc32c release the GIL): receiving plus writing and hashing
+    cost about the same, so on two cores the hashes add no wall time."""
     bar = _progress_bar(show, opened.total, offset, desc)
-    pipeline = _Pipeline(f, hashers)
+    hashing = _Hashing(hashers)
     received = 0
     try:
         while True:
             block = opened.read(CHUNK_SIZE)
             if not block:
                 break
-            pipeline.push(block)
+            hashing.push(block)
+            _write_all(f, block)
             received += len(block)
             if bar is not None:
                 bar.update(len(block))
     finally:
-        pipeline.close()  # every pushed block is on disk before we return or raise
+        hashing.close()  # every received block is hashed (and written) before we return or raise
         if bar is not None:
             bar.close()
     return received
 
 
-class _Pipeline:
-    """Blocks are hashed and written in order on worker threads while the next one is received.
+class _Hashing:
+    """Feeds blocks, in order, to every hasher on one worker thread; at most _IN_FLIGHT blocks
+    wait, so memory stays bounded when hashing falls behind."""
 
-    With three or more CPUs, SHA-256 runs on one thread and the write plus the server's checksum
-    (CRC32C is ~10x cheaper) on another; with two, one worker does all three, so that no third
-    runnable thread competes for the two cores. hashlib, crc32c and file writes release the
-    GIL, so the workers overlap with the receiving thread. Single-worker executors keep order.
-    """
-
-    def __init__(self, f, hashers: Dict[str, object]):
-        sha256 = hashers["sha256"]
-        others = [h for name, h in hashers.items() if name != "sha256"]
-        split = _usable_cpus() > 2
-
-        def write(block: bytes) -> None:
-            if not split:
-                sha256.update(block)
-            _write_all(f, block)
-            for h in others:
-                h.update(block)
-
-        self._jobs = [(ThreadPoolExecutor(1), write)]
-        if split:
-            self._jobs.append((ThreadPoolExecutor(1), sha256.update))
+    def __init__(self, hashers: Dict[str, object]):
+        self._updates = [h.update for h in hashers.values()]
+        self._pool = ThreadPoolExecutor(1)  # one worker: blocks are hashed in order
         self._pending: deque = deque()
 
+    def _update(self, block: bytes) -> None:
+        for update in self._updates:
+            update(block)
+
     def push(self, block: bytes) -> None:
-        self._pending.append([pool.submit(job, block) for pool, job in self._jobs])
+        self._pending.append(self._pool.submit(self._update, block))
         while len(self._pending) > _IN_FLIGHT:
-            self._wait(self._pending.popleft())
+            self._pending.popleft().result()
 
     def close(self) -> None:
         try:
             while self._pending:
-                self._wait(self._pending.popleft())
+                self._pending.popleft().result()
         finally:
-            for pool, _ in self._jobs:
-                pool.shutdown(wait=True)
-
-    @staticmethod
-    def _wait(futures) -> None:
-        for future in futures:
-            future.result()
-
-
-def _usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+            self._pool.shutdown(wait=True)
 
 
 def _write_all(f, block: bytes) -> None:
+    """Write in small pieces, as curl does (16 KiB). Linux 6.x sizes the page-cache folios of
+    a file to each write() call; large folios come from high-order free memory, which a VM with
+    free page reporting may have handed back to its host, so touching them first stalls. On
+    such a machine, once freed memory had been handed back, fetching 400 MB took 0.6-0.8 s with
+    4 MiB write calls, a median 0.62 s with 64 KiB ones and a steady 0.22-0.31 s with 32 KiB
+    ones (8 KiB: more calls, 0.34 s). docs/benchmarks.md has the figures."""
     view = memoryview(block)
     try:
-        while view:
-            view = view[f.write(view):]
+        for start in range(0, len(view), _WRITE_SIZE):
+            piece = view[start:start + _WRITE_SIZE]
+            while piece:
+                piece = piece[f.write(piece):]
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise InsufficientSpaceError(

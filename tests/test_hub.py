@@ -283,3 +283,30 @@ def test_no_space_for_the_download_fails_before_any_get(mirror, monkeypatch):
     assert mirror.count(GOOGLE_PATH) == 0
     root = Path(os.environ["BERT_HUB_CACHE"])
     assert not (root / "models" / "tiny-bert").exists()
+
+
+def test_062_tar_gz_archive_from_disk_and_url(tmp_path, file_server):
+    """0.6.2 published its models as .tar.gz archives of bert_config.json + pytorch_model.bin."""
+    import tarfile
+
+    from pytorch_pretrained_bert import modeling as ppb
+    config = ppb.BertConfig(vocab_size_or_config_json_file=40, hidden_size=32, num_hidden_layers=2,
+                            num_attention_heads=2, intermediate_size=64, max_position_embeddings=16)
+    torch.manual_seed(0)
+    theirs = ppb.BertForPreTraining(config).eval()
+    folder = tmp_path / "ppb"
+    folder.mkdir()
+    torch.save(theirs.state_dict(), folder / "pytorch_model.bin")
+    (folder / "bert_config.json").write_text(config.to_json_string())
+    archive = tmp_path / "bert-tiny.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        for name in ("bert_config.json", "pytorch_model.bin"):
+            tf.add(folder / name, arcname=name)
+    file_server.put("/models/bert-tiny.tar.gz", archive.read_bytes())
+    ids = torch.tensor([[2, 7, 9, 11, 3]])
+    with torch.no_grad():
+        expected = theirs(ids)
+        for source in (archive, file_server.url("/models/bert-tiny.tar.gz")):
+            ours = BertForPreTraining.from_pretrained(source)
+            for a, b in zip(ours(ids), expected):
+                torch.testing.assert_close(a, b, rtol=0, atol=1e-5)

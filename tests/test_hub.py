@@ -310,3 +310,17 @@ def test_062_tar_gz_archive_from_disk_and_url(tmp_path, file_server):
             ours = BertForPreTraining.from_pretrained(source)
             for a, b in zip(ours(ids), expected):
                 torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+
+
+def test_google_folder_reconverted_when_its_checkpoint_is_newer(tmp_path):
+    folder = tmp_path / "google"
+    shutil.copytree(TF_TINY, folder)
+    BertForPreTraining.from_pretrained(folder)
+    weights = folder / "model.safetensors"
+    first = weights.stat().st_mtime_ns
+    BertForPreTraining.from_pretrained(folder)
+    assert weights.stat().st_mtime_ns == first                     # fresh: reused
+    later = first + 10**9
+    os.utime(folder / "bert_model.ckpt.data-00000-of-00001", ns=(later, later))
+    BertForPreTraining.from_pretrained(folder)
+    assert weights.stat().st_mtime_ns > first                      # stale: converted again

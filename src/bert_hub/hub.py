@@ -181,6 +181,14 @@ def _converted_ok(folder: Path, weights: Path, in_cache: bool) -> bool:
     if not weights.is_file():
         return False
     if not in_cache:
+        # A user's folder may get a new checkpoint (a fine-tuning run writing into it): a
+        # conversion older than the checkpoint is stale.
+        prefix = _tf_prefix(folder)
+        sources = [p for p in folder.glob(f"{prefix.name}.*") if p.suffix != ".meta"] if prefix else []
+        newest = max((p.stat().st_mtime_ns for p in sources), default=0)
+        if weights.stat().st_mtime_ns < newest:
+            logger.info("%s is older than the checkpoint beside it; converting again", weights)
+            return False
         return True
     recorded = (cache.read_manifest(folder) or {}).get("files", {}).get(SAFE_WEIGHTS_NAME)
     if recorded is None or recorded.get("size") != weights.stat().st_size:

@@ -1,8 +1,10 @@
 """Shared tiny models and data for the Trainer tests, and the script that ``torchrun`` runs in
 tests/test_distributed.py (``python -m torch.distributed.run ... _train_worker.py OUT``).
 
-Each rank writes what it saw into OUT: ``rank<r>.json`` (sampler shards, all-reduce count,
-step, evaluate / predict results) and, on rank 0, ``params.pt`` (final parameters)."""
+Each run writes what each rank saw into OUT: ``<name>_rank<r>.json`` (sampler shards,
+all-reduce count, step, evaluate / predict results) and, on rank 0, ``<name>_params.pt`` (final
+parameters). Runs: mlp, tagger, bert, offload (optimize_on_cpu), unused (find_unused_parameters),
+then ``unused_error_rank<r>.json``: the errors without find_unused_parameters."""
 from __future__ import annotations
 
 import json
@@ -52,6 +54,33 @@ class Tagger(nn.Module):
             return logits
         loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-1)
         return loss, logits
+
+
+class WithUnused(Classifier):
+    """A Classifier holding a layer that forward never uses (an unused head, a frozen-out
+    branch): under DDP it needs find_unused_parameters=True."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = nn.Linear(3, 3)
+
+
+class SometimesUnused(nn.Module):
+    """Uses its ``extra`` layer in the first two forward calls only (the first window of
+    two micro-batches): the first step's check passes, a later step's reduction stalls."""
+
+    def __init__(self):
+        super().__init__()
+        self.dense = nn.Linear(8, 3)
+        self.extra = nn.Linear(8, 3)
+        self.calls = 0
+
+    def forward(self, x, labels=None):
+        self.calls += 1
+        logits = self.dense(x)
+        if self.calls <= 2:
+            logits = logits + self.extra(x)
+        return logits if labels is None else F.cross_entropy(logits, labels)
 
 
 class DictData(torch.utils.data.Dataset):
@@ -171,6 +200,42 @@ def main(out_dir: str) -> None:
     if bert is not None:
         _run(out_dir, "bert", bert, BertData(32), batch_size=4, gradient_accumulation_steps=2,
              epochs=1, lr=1e-3)
+    torch.manual_seed(0)
+    _run(out_dir, "offload", Classifier(), DictData(32), **OFFLOAD_ARGS)
+    torch.manual_seed(0)
+    _run(out_dir, "unused", WithUnused(), DictData(32), **UNUSED_ARGS)
+    _unused_without_the_option(out_dir)
+
+
+# DDP with the optimizer on the host; the test runs the same on one process with batch_size 8.
+OFFLOAD_ARGS = {"batch_size": 4, "gradient_accumulation_steps": 2, "epochs": 2, "lr": 1e-2,
+                "optimize_on_cpu": True}
+UNUSED_ARGS = {"optimizer": sgd, "batch_size": 4, "gradient_accumulation_steps": 2, "epochs": 1,
+               "find_unused_parameters": True}
+
+
+def _unused_without_the_option(out_dir: str) -> None:
+    """Last in the run: the failed DDP reduction leaves that wrapper unusable."""
+    from bert_hub.errors import TrainerError
+    from bert_hub.trainer import Trainer
+
+    rank = int(os.environ["RANK"])
+    report = {}
+    for name, build in (("static", WithUnused), ("later", SometimesUnused)):
+        torch.manual_seed(0)  # the same weights on both ranks (DDP would broadcast rank 0's)
+        model = build()
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        trainer = Trainer(model, DictData(32), optimizer=sgd, batch_size=4, max_steps=3,
+                          gradient_accumulation_steps=2, seed=3, progress=False)
+        report[name] = {"error": None}
+        try:
+            trainer.train(resume=False)
+        except TrainerError as error:
+            report[name]["error"] = str(error)
+        report[name]["unchanged"] = all(torch.equal(before[k], v)
+                                        for k, v in model.state_dict().items())
+    with open(os.path.join(out_dir, f"unused_error_rank{rank}.json"), "w") as f:
+        json.dump(report, f)
 
 
 def _token_weight():

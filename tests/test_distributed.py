@@ -12,10 +12,13 @@ import sys
 import pytest
 import torch
 from _train_worker import (
+    OFFLOAD_ARGS,
+    UNUSED_ARGS,
     BertData,
     Classifier,
     DictData,
     Tagger,
+    WithUnused,
     accuracy,
     sgd,
     tiny_bert_classifier,
@@ -129,6 +132,49 @@ def test_tiny_bert_two_processes_equal_one(torchrun_out):
     _single(model, BertData(32), batch_size=8, gradient_accumulation_steps=2, epochs=1, lr=1e-3)
     saved = torch.load(torchrun_out / "bert_params.pt", weights_only=True)
     assert _close(model, saved, 1e-6)
+
+
+def test_optimize_on_cpu_under_ddp_equals_one_process(torchrun_out):
+    # masters on the host, gradients collected after DDP's all-reduce, fused CPU AdamW
+    torch.manual_seed(0)
+    model = Classifier()
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    _, result = _single(model, DictData(32), **dict(OFFLOAD_ARGS, batch_size=8))
+    saved = torch.load(torchrun_out / "offload_params.pt", weights_only=True)
+    assert not _close(model, initial, 1e-3)  # training moved the weights
+    assert _close(model, saved, 1e-6)
+    for report in _reports(torchrun_out, "offload"):
+        assert report["global_step"] == result["global_step"] == 4
+        assert report["allreduce_calls"] == 4  # still one all-reduce per window
+        assert report["train_loss"] == pytest.approx(result["train_loss"], abs=1e-6)
+
+
+def test_find_unused_parameters_trains_a_model_with_an_unused_layer(torchrun_out):
+    torch.manual_seed(0)
+    model = WithUnused()
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    _, result = _single(model, DictData(32), **dict(UNUSED_ARGS, batch_size=8))
+    saved = torch.load(torchrun_out / "unused_params.pt", weights_only=True)
+    assert not _close(model, initial, 1e-3)
+    assert _close(model, saved, 1e-6)
+    assert torch.equal(saved["unused.weight"], initial["unused.weight"])  # no gradient, no step
+    steps = [r["global_step"] for r in _reports(torchrun_out, "unused")]
+    assert steps == [result["global_step"]] * 2 == [2, 2]
+
+
+def test_unused_parameters_without_the_option_name_the_fix(torchrun_out):
+    for rank in (0, 1):
+        report = json.loads((torchrun_out / f"unused_error_rank{rank}.json").read_text())
+        static, later = report["static"], report["later"]
+        # a layer never used: named by the first window's check, before any step
+        assert static["error"] is not None, "training went on with unreduced gradients"
+        assert static["error"].startswith("parameters unused.weight, unused.bias got no gradient")
+        assert "pass find_unused_parameters=True to the Trainer" in static["error"]
+        assert static["unchanged"]
+        # a layer unused from the second window on: DDP's own error, translated
+        assert later["error"] is not None
+        assert "DDP could not reduce" in later["error"]
+        assert "pass find_unused_parameters=True to the Trainer" in later["error"]
 
 
 def test_interleave_restores_dataset_order():

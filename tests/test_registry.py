@@ -94,11 +94,11 @@ def test_endpoint_replaces_scheme_and_host_and_keeps_the_path(monkeypatch):
     assert resolve_url(GOOGLE) == resolve_url(spec)  # a URL string on a registry host too
     assert resolve_url("https://example.org/x.zip") == "https://example.org/x.zip"  # others: never
     assert resolve_url("s3://bucket/x.zip") == "s3://bucket/x.zip"
-    monkeypatch.setenv("BERT_HUB_ENDPOINT", "https://mirror.example/prefix/")
-    assert resolve_url(spec) == "https://mirror.example/prefix/bert_models/2018_10_18/uncased_L-12_H-768_A-12.zip"
+    monkeypatch.setenv("BERT_HUB_ENDPOINT", "https://mirror.example.com/prefix/")
+    assert resolve_url(spec) == "https://mirror.example.com/prefix/bert_models/2018_10_18/uncased_L-12_H-768_A-12.zip"
 
 
-@pytest.mark.parametrize("endpoint", ["127.0.0.1:8000", "ftp://mirror", "http://", "http://h/?q=1"])
+@pytest.mark.parametrize("endpoint", ["127.0.0.1:8000", "ftp://mirror", "http://", "http://example.org/?q=1"])
 def test_bad_endpoint_is_named(monkeypatch, endpoint):
     monkeypatch.setenv("BERT_HUB_ENDPOINT", endpoint)
     with pytest.raises(RegistryError, match=f"BERT_HUB_ENDPOINT={endpoint!r}".replace("?", r"\?")):
@@ -139,21 +139,21 @@ def test_user_registry_adds_and_overrides_entries(tmp_path, monkeypatch):
 
 
 def test_several_user_files_later_wins(tmp_path, monkeypatch):
-    a = write_registry(tmp_path / "a.json", [{"name": "x", "url": "http://a/x.zip", "do_lower_case": True}])
-    b = write_registry(tmp_path / "b.json", [{"name": "x", "url": "http://b/x.zip", "do_lower_case": True}])
+    a = write_registry(tmp_path / "a.json", [{"name": "x", "url": "http://a.example.com/x.zip", "do_lower_case": True}])
+    b = write_registry(tmp_path / "b.json", [{"name": "x", "url": "http://b.example.com/x.zip", "do_lower_case": True}])
     monkeypatch.setenv("BERT_HUB_REGISTRY", os.pathsep.join([str(a), str(b)]))
-    assert get_spec("x").url == "http://b/x.zip"
+    assert get_spec("x").url == "http://b.example.com/x.zip"
 
 
-U = {"name": "x", "url": "http://h/x.zip", "do_lower_case": True}  # a valid entry to spoil
+U = {"name": "x", "url": "http://example.com/x.zip", "do_lower_case": True}  # a valid entry to spoil
 
 
 @pytest.mark.parametrize("entry, words", [
-    ({"url": "http://h/x.zip", "do_lower_case": True}, "'name' is missing"),
+    ({"url": "http://example.com/x.zip", "do_lower_case": True}, "'name' is missing"),
     ({"name": "x", "do_lower_case": True}, "'url' is missing"),
-    ({"name": "x", "url": "http://h/x.zip"}, "'do_lower_case' is missing"),
-    ({"name": "x", "url": "http://h/x.zip", "do_lower_case": "yes"}, "'do_lower_case' must be true or false"),
-    ({"name": "a/b", "url": "http://h/x.zip", "do_lower_case": True}, "'name' must be"),
+    ({"name": "x", "url": "http://example.com/x.zip"}, "'do_lower_case' is missing"),
+    ({"name": "x", "url": "http://example.com/x.zip", "do_lower_case": "yes"}, "'do_lower_case' must be true or false"),
+    ({"name": "a/b", "url": "http://example.com/x.zip", "do_lower_case": True}, "'name' must be"),
     ({**U, "max_len": 0}, "'max_len' must be a positive"),
     ({**U, "archive_sha256": "abc"}, "64 lowercase hex"),
     ({**U, "file_sha256": {"vocab.txt": "A" * 64}},
@@ -166,7 +166,7 @@ U = {"name": "x", "url": "http://h/x.zip", "do_lower_case": True}  # a valid ent
 ])
 def test_user_entry_validation_names_file_entry_and_problem(tmp_path, monkeypatch, entry, words):
     path = write_registry(tmp_path / "bad.json", [
-        {"name": "fine", "url": "http://h/fine.zip", "do_lower_case": True}, entry])
+        {"name": "fine", "url": "http://example.com/fine.zip", "do_lower_case": True}, entry])
     monkeypatch.setenv("BERT_HUB_REGISTRY", str(path))
     with pytest.raises(RegistryError) as info:
         load_registry()
@@ -187,8 +187,8 @@ def test_user_file_level_errors(tmp_path, monkeypatch):
     with pytest.raises(RegistryError, match="must hold .*models"):
         load_registry()
     dup = write_registry(tmp_path / "dup.json", [
-        {"name": "x", "url": "http://h/x.zip", "do_lower_case": True},
-        {"name": "y", "url": "http://h/y.zip", "do_lower_case": True, "aliases": ["x"]}])
+        {"name": "x", "url": "http://example.com/x.zip", "do_lower_case": True},
+        {"name": "y", "url": "http://example.com/y.zip", "do_lower_case": True, "aliases": ["x"]}])
     monkeypatch.setenv("BERT_HUB_REGISTRY", str(dup))
     with pytest.raises(RegistryError, match="'x' is used by both 'x' and 'y'"):
         load_registry()
@@ -200,14 +200,14 @@ def test_user_file_level_errors(tmp_path, monkeypatch):
 
 
 def test_user_file_edits_are_seen_on_the_next_load(tmp_path, monkeypatch):
-    path = write_registry(tmp_path / "r.json", [{**U, "url": "http://a/x.zip"}])
+    path = write_registry(tmp_path / "r.json", [{**U, "url": "http://a.example.com/x.zip"}])
     monkeypatch.setenv("BERT_HUB_REGISTRY", str(path))
-    assert get_spec("x").url == "http://a/x.zip"
-    write_registry(path, [{**U, "url": "http://a/x2.zip"}])
+    assert get_spec("x").url == "http://a.example.com/x.zip"
+    write_registry(path, [{**U, "url": "http://a.example.com/x2.zip"}])
     os.utime(path, ns=(1, 10**18))  # a different mtime even on coarse clocks
-    assert get_spec("x").url == "http://a/x2.zip"
+    assert get_spec("x").url == "http://a.example.com/x2.zip"
 
 
 def test_model_spec_constructor_order():
-    spec = ModelSpec("n", ("a",), "http://h/x.zip", None, True, 512)
+    spec = ModelSpec("n", ("a",), "http://example.com/x.zip", None, True, 512)
     assert spec.file_sha256 == {} and spec.archive_sha256 is None

@@ -46,7 +46,7 @@ SAMPLE = [
     "emoji 🚀🔥 family 👩\u200d👩\u200d👧 flags 🇫🇷 skin 👍🏽 math ½ ™ © ℃ ﬁ",
     "a" * 99 + " " + "b" * 100 + " " + "c" * 101 + " " + "ab" * 60,
     "supercalifragilisticexpialidocious pneumonoultramicroscopicsilicovolcanoconiosis",
-    "Price: $1,299.99 (-15%) ship 2024-03-01, mail a.b@example.com https://x.org/p?q=1&r=2#f",
+    "Price: $1,299.99 (-15%) ship 2024-03-01, mail a.b@example.com https://example.org/p?q=1&r=2#f",
     "[CLS] Who was Jim Henson ? [SEP] Jim Henson was a puppeteer [SEP]",
     "glued[CLS]tokens[SEP]and [MASK]ed words [PAD] [UNK] [cls] [Cls]",
     "unassigned \ufa6e\ufa6f and private \ue000 and surrogate-free \U0001f9ea",

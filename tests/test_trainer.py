@@ -387,6 +387,7 @@ def test_tiny_bert_resume_is_exact(tmp_path):
     ({"optimizer": "lamb"}, "optimizer='lamb': use 'adamw', 'bertadam'"),
     ({"save_steps": 5}, "save_steps is set but output_dir is not"),
     ({"keep_checkpoints": 0}, "keep_checkpoints=0: use an integer >= 1, or None"),
+    ({"find_unused_parameters": "auto"}, "find_unused_parameters='auto': use True .* or False"),
 ])
 def test_bad_arguments_name_the_fix(kwargs, message):
     args = {"model": _classifier(), "train_data": DictData(8), "epochs": 1}
@@ -407,6 +408,26 @@ def test_optimizer_instance_rules():
         Trainer(model, DictData(8), epochs=1, optimizer=lambda groups: {})
     with pytest.raises(TrainerError, match="precision='fp16' with fp16 weights"):
         Trainer(_classifier().half(), DictData(8), epochs=1, precision="fp16")
+
+
+def test_gradients_outside_the_optimizer_are_cleared_each_step():
+    # an Optimizer over a subset: the other trainable parameters' gradients must not pile up
+    model = _classifier()
+    opt = torch.optim.SGD(model.classifier.parameters(), lr=0.1)
+    dense_before = model.dense.weight.detach().clone()
+    Trainer(model, DictData(8), optimizer=opt, batch_size=4, epochs=1, progress=False).train()
+    assert model.dense.weight.grad is None and model.classifier.weight.grad is None
+    assert torch.equal(model.dense.weight, dense_before)
+
+    class Counting(torch.optim.SGD):
+        calls = 0
+
+        def zero_grad(self, set_to_none=True):
+            Counting.calls += 1
+            super().zero_grad(set_to_none)
+    Trainer(_classifier(), DictData(8), optimizer=lambda g: Counting(g, lr=0.1), batch_size=4,
+            epochs=1, progress=False).train()
+    assert Counting.calls == 2  # an overridden zero_grad still runs once per step
 
 
 def test_runtime_errors_name_the_fix(tmp_path):

@@ -59,13 +59,19 @@ class Strategy:
         return self.n_gpu if self.kind == "dp" else 1
 
     # ------------------------------------------------------------------ model
-    def wrap(self, model: nn.Module) -> nn.Module:
-        """The module to call in the loop (DataParallel / DDP wrapper, or the model itself)."""
+    def wrap(self, model: nn.Module, find_unused_parameters: bool = False) -> nn.Module:
+        """The module to call in the loop (DataParallel / DDP wrapper, or the model itself).
+
+        ``find_unused_parameters`` (DDP only): let DDP walk the autograd graph after each
+        forward to mark parameters that got no gradient as ready, so a model with parameters
+        unused in forward trains instead of stalling the reduction (costs a graph walk per
+        step, hence off by default)."""
         if self.kind == "dp":
             return nn.DataParallel(model)
         if self.kind == "ddp":
             ids = [self.device.index] if self.device.type == "cuda" else None
-            return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+            return nn.parallel.DistributedDataParallel(
+                model, device_ids=ids, find_unused_parameters=find_unused_parameters)
         return model
 
     def no_sync(self, wrapped: nn.Module, skip: bool):

@@ -12,6 +12,7 @@ The model contract, in one place:
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -53,6 +54,9 @@ OPTIMIZER_FILE = "optimizer.pt"
 STATE_FILE = "trainer_state.json"
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "training_curves.png"
+_NO_CONTEXT = contextlib.nullcontext()  # reusable: entering it does nothing
+# How DDP says that a parameter got no gradient in the previous step.
+_DDP_UNUSED = ("find_unused_parameters", "Expected to have finished reduction")
 
 
 def count_labels(key: str | int = "labels", ignore_index: int = -1) -> Callable[[Any], int]:
@@ -111,7 +115,8 @@ def _loss_of(output, replicas: int = 1) -> torch.Tensor:
             f"the model returned {type(output).__name__} but the Trainer needs the loss: with "
             "labels in the batch, forward must return a scalar loss tensor, a tuple starting "
             "with it, or a mapping with a 'loss' entry")
-    return loss.mean()  # DataParallel returns one loss per GPU (the 2018 scripts' mean)
+    # DataParallel returns one loss per GPU (the 2018 scripts' mean); a scalar is kept as is
+    return loss if loss.dim() == 0 else loss.mean()
 
 
 def _predictions_of(output):
@@ -135,6 +140,12 @@ class _SkipSampler(Sampler):
 
     def __len__(self) -> int:
         return max(len(self.sampler) - self.skip, 0)
+
+
+def _all_on(model: nn.Module, device: torch.device) -> bool:
+    """Whether every parameter and buffer is on ``device`` already (then ``.to`` is a no-op
+    that still walks every module)."""
+    return all(t.device == device for t in itertools.chain(model.parameters(), model.buffers()))
 
 
 def _is_map_dataset(data) -> bool:
@@ -182,6 +193,10 @@ class Trainer:
         eval_batch_size: per device (default: batch_size). device: default cuda if available.
         num_workers: DataLoader workers. progress: a tqdm bar on rank 0.
         tensorboard: also write TensorBoard events to ``output_dir/runs`` (needs tensorboard).
+        find_unused_parameters: under torchrun (DDP), for models with parameters that forward
+            does not use (an unused head, a branch): DDP then marks them ready each step
+            instead of waiting for their gradients. Off by default (a graph walk per step); the
+            first step checks and names the parameters when it is needed.
     """
 
     def __init__(self, model: nn.Module, train_data=None, *, eval_data=None, optimizer=None,
@@ -196,11 +211,12 @@ class Trainer:
                  loss_weight: Callable[[Any], float] | None = None,
                  label_names: Sequence[str | int] | None = None,
                  eval_batch_size: int | None = None, device=None, num_workers: int = 0,
-                 progress: bool = True, tensorboard: bool = False):
+                 progress: bool = True, tensorboard: bool = False,
+                 find_unused_parameters: bool = False):
         self._validate(model, train_data, eval_data, optimizer, schedule, lr, epochs, max_steps,
                        batch_size, gradient_accumulation_steps, warmup_proportion, precision,
                        optimize_on_cpu, output_dir, save_steps, log_steps, keep_checkpoints,
-                       eval_batch_size, max_grad_norm)
+                       eval_batch_size, max_grad_norm, find_unused_parameters)
         self.train_data, self.eval_data = train_data, eval_data
         self.schedule, self.lr, self.max_steps = schedule, lr, max_steps
         self.epochs = None if epochs is None else int(epochs)
@@ -218,8 +234,11 @@ class Trainer:
 
         self.strategy = distributed.setup(device)
         self.device = self.strategy.device
-        self.model = model.to(self.device)
-        self.wrapped = self.strategy.wrap(self.model)
+        self.model = model if _all_on(model, self.device) else model.to(self.device)
+        self.wrapped = self.strategy.wrap(self.model, find_unused_parameters)
+        # DDP without find_unused_parameters stalls on a parameter that gets no gradient: the
+        # first window checks, before any step, and names them.
+        self._check_unused = self.strategy.kind == "ddp" and not find_unused_parameters
         self._replicas = self.strategy.n_gpu if self.strategy.kind == "dp" else 1
         self._named_params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         self.offload = (HostMasterWeights([p for _, p in self._named_params])
@@ -232,12 +251,17 @@ class Trainer:
         self._grad_norm, self._last_lr = None, None
         self.optimizer, self.scheduler = self._build_optimizer(optimizer)
         self._writer = None
+        # Computed once, not per step: what clipping sees, and which gradients zero_grad clears.
+        self._clip_params = (self.offload.masters if self.offload is not None
+                             else [p for _, p in self._named_params])
+        self._grads_to_clear = self._gradient_holders()
 
     # ------------------------------------------------------------------ validation
     @staticmethod
     def _validate(model, train_data, eval_data, optimizer, schedule, lr, epochs, max_steps,
                   batch_size, accum, warmup, precision, optimize_on_cpu, output_dir, save_steps,
-                  log_steps, keep_checkpoints, eval_batch_size, max_grad_norm):
+                  log_steps, keep_checkpoints, eval_batch_size, max_grad_norm,
+                  find_unused_parameters):
         def fail(message):
             raise TrainerError(message)
         if not isinstance(model, nn.Module):
@@ -290,6 +314,9 @@ class Trainer:
                  "created if missing)")
         if save_steps is not None and output_dir is None:
             fail("save_steps is set but output_dir is not: pass output_dir=... for checkpoints")
+        if not isinstance(find_unused_parameters, bool):
+            fail(f"find_unused_parameters={find_unused_parameters!r}: use True (the model has "
+                 "parameters that forward does not use) or False")
 
     # ------------------------------------------------------------------ optimizer
     @property
@@ -352,10 +379,19 @@ class Trainer:
             return group["lr"] * self.optimizer._schedule(group)(self.global_step)
         return group["lr"]
 
-    def _params_to_clip(self) -> list[torch.Tensor]:
-        if self.offload is not None:
-            return self.offload.masters
-        return [p for _, p in self._named_params]
+    def _gradient_holders(self) -> list[torch.Tensor] | None:
+        """Every tensor whose .grad a step leaves behind: the optimizer's parameters, plus
+        trainable model parameters it does not hold (an Optimizer over a subset). With
+        optimize_on_cpu the device gradients are already released by collect_grads(). None: the
+        optimizer overrides zero_grad, so call it."""
+        if self.optimizer is None or \
+                type(self.optimizer).zero_grad is not torch.optim.Optimizer.zero_grad:
+            return None
+        held = [p for g in self.optimizer.param_groups for p in g["params"]]
+        if self.offload is None:
+            ids = {id(p) for p in held}
+            held += [p for _, p in self._named_params if id(p) not in ids]
+        return held
 
     # ------------------------------------------------------------------ data
     def _train_loader(self, epoch: int, skip_micro: int) -> DataLoader:
@@ -380,6 +416,8 @@ class Trainer:
 
     def _autocast(self):
         dtype = PRECISIONS[self.precision]
+        if dtype is None and not torch.is_autocast_enabled(self.device.type):
+            return _NO_CONTEXT  # fp32: nothing to switch (torch.autocast costs ~10 us a step)
         return torch.autocast(self.device.type, dtype=dtype or torch.float32,
                               enabled=dtype is not None)
 
@@ -453,30 +491,65 @@ class Trainer:
         world = self.strategy.world_size
         if self.loss_weight is None:
             total = sum(weights) * world  # DistributedSampler gives every rank equal batches
+        elif world == 1:
+            total = sum(weights)
         else:
             count = torch.tensor([sum(weights)], dtype=torch.float64, device=self.device)
             total = float(self.strategy.all_reduce_sum(count))
-        window_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        window_loss = None  # float64 on the device: no sync per step
+        last = len(window) - 1
         for i, (batch, weight) in enumerate(zip(window, weights)):
-            final = i == len(window) - 1
+            final = i == last
             batch = _to_device(batch, self.device)
             if self.offload is not None:
                 self.offload.capture(final and self.strategy.kind != "ddp")
             with self.strategy.no_sync(self.wrapped, skip=not final):
                 with self._autocast():
-                    loss = _loss_of(_call(self.wrapped, batch), self._replicas)
+                    loss = _loss_of(self._forward(batch), self._replicas)
                 share = weight / total if total > 0 else 0.0
                 if share == 0.0:
                     loss = torch.nan_to_num(loss)  # no labelled item: contributes nothing
-                window_loss += loss.detach().double() * share  # this rank's part
-                scaled = loss * (share * world)
+                part = loss.detach().double()  # this rank's part of the window loss
+                if share != 1.0:
+                    part = part * share
+                window_loss = part if window_loss is None else window_loss + part
+                factor = share * world
+                if factor != 1.0:  # exactly 1.0: one process, one micro-batch, full weight
+                    loss = loss * factor
                 if self.scaler is not None:
-                    scaled = self.scaler.scale(scaled)
-                scaled.backward()
+                    loss = self.scaler.scale(loss)
+                loss.backward()
+        if self._check_unused:
+            self._check_unused = False
+            self._raise_on_unused_parameters()
         stepped = self._optimizer_step()
         if stepped:
             self._loss_interval += window_loss
         return stepped
+
+    def _forward(self, batch):
+        try:
+            return _call(self.wrapped, batch)
+        except RuntimeError as error:
+            if self.strategy.kind == "ddp" and any(m in str(error) for m in _DDP_UNUSED):
+                raise TrainerError(
+                    "a parameter got no gradient in an earlier step (forward did not use it "
+                    "for that batch), so DDP could not reduce the gradients: pass "
+                    "find_unused_parameters=True to the Trainer") from error
+            raise
+
+    def _raise_on_unused_parameters(self) -> None:
+        """Under DDP without find_unused_parameters, a trainable parameter with no gradient
+        after the first window means DDP's reduction never finished: say so before a step."""
+        ignored = getattr(self.wrapped, "parameters_to_ignore", ())
+        unused = [n for n, p in self._named_params if p.grad is None and n not in ignored]
+        if unused:
+            shown = ", ".join(unused[:5]) + (f" and {len(unused) - 5} more"
+                                             if len(unused) > 5 else "")
+            raise TrainerError(
+                f"parameters {shown} got no gradient (forward did not use them), so DDP cannot "
+                "reduce the gradients: pass find_unused_parameters=True to the Trainer, or set "
+                "requires_grad=False on parameters that are never used")
 
     def _optimizer_step(self) -> bool:
         """Unscale (fp16), clip, step, then the schedule; False when fp16 overflowed and the
@@ -487,7 +560,7 @@ class Trainer:
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         if self.max_grad_norm is not None and not isinstance(self.optimizer, BertAdam):
-            self._grad_norm = torch.nn.utils.clip_grad_norm_(self._params_to_clip(),
+            self._grad_norm = torch.nn.utils.clip_grad_norm_(self._clip_params,
                                                              self.max_grad_norm)
         self._last_lr = self.current_lr()
         stepped = True
@@ -498,8 +571,12 @@ class Trainer:
             stepped = self.scaler.get_scale() >= scale  # a lower scale: inf/nan, step skipped
         else:
             self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.model.zero_grad(set_to_none=True)
+        if self._grads_to_clear is None:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.model.zero_grad(set_to_none=True)
+        else:  # what both zero_grad calls did, without their per-call machinery
+            for p in self._grads_to_clear:
+                p.grad = None
         if not stepped:
             return False
         if self.offload is not None:
@@ -697,7 +774,11 @@ class Trainer:
         seed = self.seed + self.strategy.rank
         random.seed(seed)
         np.random.seed(seed)
-        torch.manual_seed(seed)  # also every CUDA device
+        if self.device.type == "cpu" and not torch.cuda.is_available():
+            # what torch.manual_seed does here, without queueing seeds for absent devices
+            torch.default_generator.manual_seed(seed)
+        else:
+            torch.manual_seed(seed)  # also every CUDA device
 
     def save_checkpoint(self, path: str | os.PathLike | None = None) -> str:
         """Write ``checkpoint-<global_step>`` in output_dir (or ``path``) atomically and return
@@ -790,8 +871,8 @@ class Trainer:
                     f"{key}={mine}: resume with the same {key} (the position in the epoch depends "
                     "on it), or start afresh with train(resume=False) / a new output_dir")
         self._load_weights(os.path.join(path, MODEL_FILE))
-        saved = torch.load(os.path.join(path, OPTIMIZER_FILE), map_location="cpu",
-                           weights_only=True)
+        optimizer_file = os.path.join(path, OPTIMIZER_FILE)
+        saved = torch.load(optimizer_file, map_location="cpu", weights_only=True)
         self.optimizer.load_state_dict(saved["optimizer"])
         if self.scheduler is not None and saved["scheduler"] is not None:
             self.scheduler.load_state_dict(saved["scheduler"])

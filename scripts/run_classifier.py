@@ -81,12 +81,8 @@ def main(argv=None):
     if args.do_train:
         logger.info("training on %d examples, %d optimizer steps", len(train_data),
                     trainer.total_steps)
-        summary = trainer.train()
+        summary = tasks.train_and_save(trainer, model, tokenizer, args, strategy)
         results.update(global_step=summary["global_step"], loss=summary["train_loss"])
-        if strategy.is_main:
-            model.save_pretrained(args.output_dir)
-            tokenizer.save_pretrained(args.output_dir)
-            logger.info("fine-tuned model saved to %s", args.output_dir)
 
     for name, examples in eval_sets.items():
         metrics = trainer.evaluate(to_dataset(examples))

@@ -87,11 +87,7 @@ def main(argv=None):
     if args.do_train:
         logger.info("training on %d examples (%d windows), %d optimizer steps",
                     len(train_examples), len(train_data), trainer.total_steps)
-        trainer.train()
-        if strategy.is_main:
-            model.save_pretrained(args.output_dir)
-            tokenizer.save_pretrained(args.output_dir)
-            logger.info("fine-tuned model saved to %s", args.output_dir)
+        tasks.train_and_save(trainer, model, tokenizer, args, strategy)
 
     if args.do_predict:
         predict_features = features(predict_examples, False)

@@ -2,6 +2,7 @@
 reach anything but loopback."""
 import ipaddress
 import socket
+import sys
 
 import pytest
 
@@ -68,3 +69,17 @@ def committed_fixtures_stay_untouched():
     yield
     after = sorted(p.relative_to(data).as_posix() for p in data.rglob("*"))
     assert after == before, f"tests wrote into tests/data: {sorted(set(after) - set(before))}"
+
+
+class _BlockTensorFlow:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "tensorflow":
+            raise ImportError("tensorflow is blocked in the process under test")
+
+
+@pytest.fixture
+def no_tensorflow(monkeypatch):
+    """Any attempt to import TensorFlow from the process under test fails (TensorFlow stays an
+    oracle, run in subprocesses)."""
+    monkeypatch.setattr(sys, "meta_path", [_BlockTensorFlow(), *sys.meta_path])
+    yield

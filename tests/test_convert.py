@@ -76,16 +76,7 @@ ORACLE = textwrap.dedent("""
 """)
 
 
-class _BlockTensorFlow:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "tensorflow":
-            raise ImportError("tensorflow is blocked in the process under test")
-
-
-@pytest.fixture(autouse=True)
-def no_tensorflow(monkeypatch):
-    monkeypatch.setattr(sys, "meta_path", [_BlockTensorFlow(), *sys.meta_path])
-    yield
+pytestmark = pytest.mark.usefixtures("no_tensorflow")
 
 
 def _inputs():

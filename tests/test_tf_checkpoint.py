@@ -83,17 +83,7 @@ BLOCKED_READER = textwrap.dedent("""
 """)
 
 
-class _BlockTensorFlow:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "tensorflow":
-            raise ImportError("tensorflow is blocked in the process under test")
-
-
-@pytest.fixture(autouse=True)
-def no_tensorflow(monkeypatch):
-    """Any attempt to import TensorFlow from the process under test fails."""
-    monkeypatch.setattr(sys, "meta_path", [_BlockTensorFlow(), *sys.meta_path])
-    yield
+pytestmark = pytest.mark.usefixtures("no_tensorflow")
 
 
 def _raw(t: torch.Tensor) -> bytes:

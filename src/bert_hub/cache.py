@@ -404,7 +404,7 @@ def ensure_archive_entry(
         result = download.fetch(url, part, expected_sha256=None, desc=name)
         if archive_sha256 and result.sha256 != archive_sha256:
             if not file_sha256:
-                _discard(part)
+                download.discard(part)
                 raise IntegrityError(
                     f"The archive of {name!r} from {url} has SHA-256 {result.sha256}, but the "
                     f"registry expects {archive_sha256}. It was deleted; retry, and check "
@@ -416,7 +416,7 @@ def ensure_archive_entry(
         try:
             folder = _extract_verified(part, root, name, file_sha256, check_layout)
         except Exception:
-            _discard(part)
+            download.discard(part)
             raise
         manifest = {
             "name": name,
@@ -430,7 +430,7 @@ def ensure_archive_entry(
         write_manifest(folder, manifest)
         final = entry_path(root, name)
         _replace_dir(folder, final, root)
-        _discard(part)
+        download.discard(part)
         logger.info("Cached %r in %s", name, final)
         return final
 
@@ -517,14 +517,6 @@ def _check_download_space(url: str, part: Path, root: Path) -> None:
         check_free_space(root, max(size - have, 0) + size, f"download {url}")
 
 
-def _discard(part: Path) -> None:
-    for path in (part, part.with_name(part.name + ".meta.json")):
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
-
-
 def _sweep_orphans(root: Path, name: str) -> None:
     """Remove extraction folders of `name` left by dead processes (we hold its lock)."""
     tmp = root / _TMP
@@ -564,7 +556,7 @@ def ensure_file(url: str, *, root: Path, force_download: bool = False, local_fil
         tmp_meta.write_text(json.dumps({"source": url, "sha256": result.sha256, "size": result.size,
                                         "etag": result.etag, "created": time.time()}))
         os.replace(tmp_meta, meta)
-        _discard(part)
+        download.discard(part)
         return final
 
 

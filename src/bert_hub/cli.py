@@ -123,7 +123,7 @@ def cmd_env(args) -> int:
              ("offline", "yes" if is_offline() else "no"),
              ("endpoint", os.environ.get("BERT_HUB_ENDPOINT", "(registry URLs)")),
              ("extra registry", os.environ.get("BERT_HUB_REGISTRY", "-"))]
-    _print_table(rows, header=False)
+    _print_table(rows)
     return 0
 
 
@@ -156,7 +156,7 @@ def _usage(message: str) -> _UsageError:
     return _UsageError(message)
 
 
-def _print_table(rows, header: bool = True) -> None:
+def _print_table(rows) -> None:
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())

@@ -163,14 +163,14 @@ def fetch(
             try:
                 return _attempt(fetcher, url, dest, expected_sha256, expected_size, show, desc)
             except IntegrityError:
-                _discard(dest)
+                discard(dest)
                 bad_downloads += 1
                 if bad_downloads > min(_INTEGRITY_RETRIES, max_retries) or attempt > max_retries:
                     raise
                 logger.warning("Verification of %s failed; downloading it again from zero", url)
             except _Transient as exc:
                 if isinstance(exc, _Restart):
-                    _discard(dest)
+                    discard(dest)
                 if attempt > max_retries:
                     raise DownloadError(
                         f"Could not download {url} after {attempt} attempts: {exc.reason}. "
@@ -267,7 +267,7 @@ def _attempt(fetcher, url: str, dest: Path, expected_sha256: Optional[str],
                 f.seek(offset)
                 f.truncate()
             _write_meta(dest, meta)
-            received = _receive(opened, f, hashers, offset, show, desc or dest.name, url)
+            received = _receive(opened, f, hashers, offset, show, desc or dest.name)
     finally:
         opened.close()
     size = offset + received
@@ -279,7 +279,7 @@ def _attempt(fetcher, url: str, dest: Path, expected_sha256: Optional[str],
 
 
 def _receive(opened: _Opened, f, hashers: Dict[str, object], offset: int, show: bool,
-             desc: str, url: str) -> int:
+             desc: str) -> int:
     """Read the body block by block and write each block here, as curl does, while a worker
     thread hashes it (hashlib and crc32c release the GIL): receiving plus writing and hashing
     cost about the same, so on two cores the hashes add no wall time."""
@@ -399,7 +399,7 @@ def _verify(dest: Path, url: str, final_url: str, meta: dict, hashers: Dict[str,
             f"{url}: SHA-256 {sha256} does not match the expected {expected_sha256}. The file was "
             f"deleted. Run again; if it persists, the mirror (BERT_HUB_ENDPOINT) or the registry "
             f"entry is wrong.")
-    _remove(_meta_path(dest))
+    _meta_path(dest).unlink(missing_ok=True)
     logger.debug("Fetched %s (%d bytes, sha256 %s)", url, size, sha256)
     return FetchResult(path=dest, size=size, sha256=sha256, etag=meta.get("etag"), url=final_url)
 
@@ -458,16 +458,10 @@ def _validator(meta: Optional[dict]) -> Optional[str]:
     return meta.get("last_modified")
 
 
-def _discard(dest: Path) -> None:
-    _remove(dest)
-    _remove(_meta_path(dest))
-
-
-def _remove(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
+def discard(dest: Path) -> None:
+    """Remove a partial download and its resume record (either may be missing)."""
+    dest.unlink(missing_ok=True)
+    _meta_path(dest).unlink(missing_ok=True)
 
 
 def _size_of(path: Path) -> int:

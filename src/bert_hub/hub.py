@@ -19,6 +19,7 @@ from typing import Optional, Union
 
 from . import cache
 from .errors import ArchiveLayoutError, EntryNotFoundError
+from .registry import load_registry, resolve_url
 
 CONFIG_NAME = "bert_config.json"        # Google's, 0.6.2's and ours
 HF_CONFIG_NAME = "config.json"          # Hugging Face's
@@ -226,7 +227,6 @@ def check_layout(folder: Path) -> None:
 def _resolve_url(url: str, *, cache_dir=None, force_download: bool = False,
                  local_files_only: bool = False, need_weights: bool = True) -> ModelFiles:
     """An archive at a URL (http(s)://, s3://, file://): one cache entry per URL."""
-    from .registry import resolve_url
     name = cache.url_entry_name(url)
     folder = cache.ensure_archive_entry(
         name, resolve_url(url), root=cache.cache_root(cache_dir), force_download=force_download,
@@ -238,7 +238,6 @@ def _resolve_registry_name(name: str, *, cache_dir=None, force_download: bool = 
                            local_files_only: bool = False, need_weights: bool = True) -> ModelFiles:
     """Registry names and aliases (bert-base-uncased, ...): the entry's archive, verified against
     the published hashes, cached under the canonical name."""
-    from .registry import load_registry
     spec = load_registry().get(name)   # UnknownModelError with close names
     folder = download_model(spec.name, cache_dir=cache_dir, force_download=force_download,
                             local_files_only=local_files_only, convert=False)
@@ -252,7 +251,6 @@ def download_model(name_or_url: str, *, cache_dir=None, force_download: bool = F
     """Put a registry model, an archive URL or a local archive in the cache; return its folder.
 
     ``convert=True`` also converts its TensorFlow checkpoint now rather than on first load."""
-    from .registry import load_registry, resolve_url
     root = cache.cache_root(cache_dir)
     if Path(name_or_url).expanduser().is_file():   # a local archive: extracted into the cache
         return resolve_model(name_or_url, cache_dir=cache_dir, need_weights=convert).folder
@@ -278,7 +276,6 @@ def cached_path(url_or_filename: Union[str, os.PathLike], cache_dir=None,
     path returned; an existing local path is returned as is."""
     text = os.fspath(url_or_filename)
     if _looks_like_url(text) and not text.startswith("file://"):
-        from .registry import resolve_url
         return str(cache.ensure_file(resolve_url(text), root=cache.cache_root(cache_dir),
                                      force_download=force_download, local_files_only=local_files_only))
     path = Path(text[len("file://"):] if text.startswith("file://") else text).expanduser()

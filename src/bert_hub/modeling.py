@@ -265,9 +265,12 @@ class BertSelfAttention(nn.Module):
 
 
 class BertSelfOutput(nn.Module):
-    def __init__(self, config: BertConfig):
+    """dense -> dropout -> LayerNorm(x + residual), from ``in_features`` (default: hidden) to
+    hidden; :class:`BertOutput` is the same after the feed-forward layer."""
+
+    def __init__(self, config: BertConfig, in_features: Optional[int] = None):
         super().__init__()
-        self.dense = _Linear(config.hidden_size, config.hidden_size)
+        self.dense = _Linear(in_features or config.hidden_size, config.hidden_size)
         self.LayerNorm = BertLayerNorm(config.hidden_size, eps=1e-12)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
@@ -298,16 +301,9 @@ class BertIntermediate(nn.Module):
         return _dense(self.dense, hidden_states, self._act)            # (B, S, intermediate)
 
 
-class BertOutput(nn.Module):
+class BertOutput(BertSelfOutput):
     def __init__(self, config: BertConfig):
-        super().__init__()
-        self.dense = _Linear(config.intermediate_size, config.hidden_size)
-        self.LayerNorm = BertLayerNorm(config.hidden_size, eps=1e-12)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
-        hidden_states = _dropout(self.dropout, _dense(self.dense, hidden_states))
-        return self.LayerNorm(hidden_states + input_tensor)
+        super().__init__(config, config.intermediate_size)
 
 
 class BertLayer(nn.Module):
@@ -621,7 +617,7 @@ def _fused_order(keys: List[str]) -> List[str]:
     return out
 
 
-def _shape_fix(key: str, saved: torch.Size, expected: torch.Size) -> str:
+def _shape_fix(key: str, saved: torch.Size) -> str:
     if key.endswith(("classifier.weight", "classifier.bias")):
         return (f"the checkpoint's classifier has {saved[0]} outputs: pass num_labels="
                 f"{saved[0]} (or num_choices) to from_pretrained")
@@ -737,7 +733,7 @@ class BertPreTrainedModel(nn.Module):
             tensor, target = state_dict[key], expected[new]
             if tensor.shape != target.shape:
                 mismatched.append(f"{new}: checkpoint {tuple(tensor.shape)}, model "
-                                  f"{tuple(target.shape)} ({_shape_fix(new, tensor.shape, target.shape)})")
+                                  f"{tuple(target.shape)} ({_shape_fix(new, tensor.shape)})")
                 continue
             dtype = target.dtype if torch_dtype is None else torch_dtype
             if dtype == "auto" or not tensor.is_floating_point():

@@ -216,7 +216,7 @@ class Trainer:
         self._validate(model, train_data, eval_data, optimizer, schedule, lr, epochs, max_steps,
                        batch_size, gradient_accumulation_steps, warmup_proportion, precision,
                        optimize_on_cpu, output_dir, save_steps, log_steps, keep_checkpoints,
-                       eval_batch_size, max_grad_norm, find_unused_parameters)
+                       eval_batch_size, find_unused_parameters)
         self.train_data, self.eval_data = train_data, eval_data
         self.schedule, self.lr, self.max_steps = schedule, lr, max_steps
         self.epochs = None if epochs is None else int(epochs)
@@ -260,8 +260,7 @@ class Trainer:
     @staticmethod
     def _validate(model, train_data, eval_data, optimizer, schedule, lr, epochs, max_steps,
                   batch_size, accum, warmup, precision, optimize_on_cpu, output_dir, save_steps,
-                  log_steps, keep_checkpoints, eval_batch_size, max_grad_norm,
-                  find_unused_parameters):
+                  log_steps, keep_checkpoints, eval_batch_size, find_unused_parameters):
         def fail(message):
             raise TrainerError(message)
         if not isinstance(model, nn.Module):

@@ -5,7 +5,8 @@
 - :mod:`bert_hub.tasks.pretraining`: masked-LM + next-sentence data from a text corpus.
 
 Below: the few things every fine-tuning script shares (the 2018 flags, how they map onto the
-Trainer, where results go), so the scripts hold only what is particular to their task.
+Trainer, training and saving, where results go) and the input tensors every task builds, so the
+scripts and task modules hold only what is particular to their task.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import logging
 import os
 from typing import Dict, Optional
 
-logger = logging.getLogger("bert_hub.tasks")
+logger = logging.getLogger(__name__)
 
 
 def add_common_args(parser: argparse.ArgumentParser, *, train_batch_size: int = 32,
@@ -133,6 +134,29 @@ def make_trainer(args, model, train_data, batch_size: int, **kwargs):
         **kwargs)
 
 
+def train_and_save(trainer, model, tokenizer, args, strategy) -> dict:
+    """Train, then (main process only) save the model and its vocabulary to --output_dir, where
+    ``from_pretrained(output_dir)`` finds them. Returns the Trainer's summary."""
+    summary = trainer.train()
+    if strategy.is_main:
+        model.save_pretrained(args.output_dir)
+        tokenizer.save_pretrained(args.output_dir)
+        logger.info("fine-tuned model saved to %s", args.output_dir)
+    return summary
+
+
+def input_tensors(features) -> dict:
+    """The (N, T) long tensors every BERT input has, named as the model's arguments:
+    input_ids, token_type_ids (the features' segment_ids), attention_mask (their input_mask)."""
+    import torch
+
+    return {
+        "input_ids": torch.tensor([f.input_ids for f in features], dtype=torch.long),
+        "token_type_ids": torch.tensor([f.segment_ids for f in features], dtype=torch.long),
+        "attention_mask": torch.tensor([f.input_mask for f in features], dtype=torch.long),
+    }
+
+
 def write_results(output_dir: str, results: Dict[str, float], name: str = "eval_results",
                   title: Optional[str] = "Eval results") -> Dict[str, str]:
     """``name.txt`` (``key = value`` lines, as the 2018 scripts wrote) and ``name.json``."""
@@ -169,5 +193,6 @@ def run_cli(main) -> None:
             dist.destroy_process_group()
 
 
-__all__ = ["add_common_args", "check_common_args", "launch", "load_tokenizer", "make_trainer",
-           "per_device_batch_size", "precision", "run_cli", "write_results"]
+__all__ = ["add_common_args", "check_common_args", "input_tensors", "launch", "load_tokenizer",
+           "make_trainer", "per_device_batch_size", "precision", "run_cli", "train_and_save",
+           "write_results"]

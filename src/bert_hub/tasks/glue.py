@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import StackDataset
 
 from bert_hub.errors import DataFormatError, EntryNotFoundError, UnknownTaskError
+from bert_hub.tasks import input_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -295,11 +296,7 @@ def features_to_tensors(features: Sequence[InputFeatures], output_mode: str = "c
     label, label_ids ((N,), long, or float for regression)."""
     if not features:
         raise ValueError("no examples to convert: the data file holds no rows")
-    out = {
-        "input_ids": torch.tensor([f.input_ids for f in features], dtype=torch.long),
-        "token_type_ids": torch.tensor([f.segment_ids for f in features], dtype=torch.long),
-        "attention_mask": torch.tensor([f.input_mask for f in features], dtype=torch.long),
-    }
+    out = input_tensors(features)
     if all(f.label_id is not None for f in features):
         dtype = torch.long if output_mode == "classification" else torch.float
         out["label_ids"] = torch.tensor([f.label_id for f in features], dtype=dtype)

@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import StackDataset
 
 from bert_hub.errors import DataFormatError, EntryNotFoundError
+from bert_hub.tasks import input_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -317,11 +318,7 @@ def features_to_tensors(features: Sequence[SquadFeatures], is_training: bool):
     end_positions ((N,) long)."""
     if not features:
         raise ValueError("no examples to convert: the SQuAD file holds no usable question")
-    out = {
-        "input_ids": torch.tensor([f.input_ids for f in features], dtype=torch.long),
-        "token_type_ids": torch.tensor([f.segment_ids for f in features], dtype=torch.long),
-        "attention_mask": torch.tensor([f.input_mask for f in features], dtype=torch.long),
-    }
+    out = input_tensors(features)
     if is_training:
         out["start_positions"] = torch.tensor([f.start_position for f in features], dtype=torch.long)
         out["end_positions"] = torch.tensor([f.end_position for f in features], dtype=torch.long)

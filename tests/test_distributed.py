@@ -46,11 +46,14 @@ def torchrun_out(tmp_path_factory):
            if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
     env.update(GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="",
                PYTHONPATH=os.pathsep.join([HERE, env.get("PYTHONPATH", "")]))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
-           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-           os.path.join(HERE, "_train_worker.py"), str(out)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240,
-                          check=False)
+    for attempt in range(2):  # the free port may be taken before torchrun binds it: once more
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
+               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+               os.path.join(HERE, "_train_worker.py"), str(out)]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240,
+                              check=False)
+        if proc.returncode == 0 or "address already in use" not in proc.stderr.lower():
+            break
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out
 

@@ -181,14 +181,16 @@ def run_cli(main) -> None:
 
     from bert_hub.errors import BertHubError
 
+    import torch.distributed as dist
+
     try:
         main()
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()  # every rank done (rank 0 may still be writing) before teardown
     except BertHubError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     finally:
-        import torch.distributed as dist
-
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
 

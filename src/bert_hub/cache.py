@@ -345,8 +345,9 @@ def cached_entry(root: Path, name: str, *, warn: bool = True) -> Optional[Path]:
         return None
     damage = _damage(path, manifest)
     if damage:
-        (logger.warning if warn else logger.debug)("Cache entry %r in %s is damaged (%s); it is not used and will be "
-                       "fetched again", name, path, damage)
+        log = logger.warning if warn else logger.debug
+        log("Cache entry %r in %s is damaged (%s); it is not used and will be fetched again",
+            name, path, damage)
         return None
     return path
 
@@ -401,7 +402,7 @@ def ensure_archive_entry(
         _sweep_orphans(root, name)
         part = _tmp_dir(root) / f"{name}.part"
         _check_download_space(url, part, root)
-        result = download.fetch(url, part, expected_sha256=None, desc=name)
+        result = download.fetch(url, part, desc=name)
         if archive_sha256 and result.sha256 != archive_sha256:
             if not file_sha256:
                 download.discard(part)
@@ -418,18 +419,8 @@ def ensure_archive_entry(
         except Exception:
             download.discard(part)
             raise
-        manifest = {
-            "name": name,
-            "source": url,
-            "archive_sha256": result.sha256,
-            "archive_size": result.size,
-            "etag": result.etag,
-            "created": time.time(),
-            "files": read_manifest(folder)["files"],
-        }
-        write_manifest(folder, manifest)
-        final = entry_path(root, name)
-        _replace_dir(folder, final, root)
+        final = _publish(folder, root, name, source=url, archive_sha256=result.sha256,
+                         archive_size=result.size, etag=result.etag)
         download.discard(part)
         logger.info("Cached %r in %s", name, final)
         return final
@@ -452,11 +443,15 @@ def ensure_local_archive_entry(
             return hit
         _sweep_orphans(root, name)
         folder = _extract_verified(Path(archive), root, name, None, check_layout)
-        manifest = read_manifest(folder)
-        write_manifest(folder, {**manifest, "name": name, "source": str(archive), "created": time.time()})
-        final = entry_path(root, name)
-        _replace_dir(folder, final, root)
-        return final
+        return _publish(folder, root, name, source=str(archive))
+
+
+def _publish(folder: Path, root: Path, name: str, **about) -> Path:
+    """Complete the manifest of an extracted, verified folder and rename it into models/."""
+    write_manifest(folder, {**read_manifest(folder), "name": name, "created": time.time(), **about})
+    final = entry_path(root, name)
+    _replace_dir(folder, final, root)
+    return final
 
 
 def _extract_verified(

@@ -46,15 +46,14 @@ def cmd_download(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from .cache import cached_entry
+    from .cache import list_entries
     from .registry import load_registry
-    root = _root(args)
+    sizes = {entry.name: entry.size for entry in list_entries(_root(args))}
     rows = [("NAME", "ALIASES", "CACHED", "SIZE")]
     for spec in load_registry():
-        folder = cached_entry(root, spec.name)
-        size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) if folder else 0
-        rows.append((spec.name, ",".join(spec.aliases) or "-", "yes" if folder else "no",
-                     _human(size) if folder else "-"))
+        cached = spec.name in sizes
+        rows.append((spec.name, ",".join(spec.aliases) or "-", "yes" if cached else "no",
+                     _human(sizes[spec.name]) if cached else "-"))
     _print_table(rows)
     return 0
 

@@ -40,7 +40,7 @@ class OptimizerStep:
         """Parameter groups over the model's parameters -> groups over what is stepped."""
         return list(groups)
 
-    def attach(self, optimizer: torch.optim.Optimizer | None, scheduler,
+    def attach(self, optimizer: torch.optim.Optimizer, scheduler,
                max_grad_norm: float | None) -> None:
         self.optimizer, self.scheduler = optimizer, scheduler
         # BertAdam clips each tensor on its own, inside its step (0.6.2): no global clipping
@@ -51,15 +51,15 @@ class OptimizerStep:
         """Every tensor whose .grad a step leaves behind: the optimizer's parameters, plus the
         stepped parameters it does not hold (an Optimizer over a subset). None: the optimizer
         overrides zero_grad, so call it."""
-        if self.optimizer is None or \
-                type(self.optimizer).zero_grad is not torch.optim.Optimizer.zero_grad:
+        if type(self.optimizer).zero_grad is not torch.optim.Optimizer.zero_grad:
             return None
         held = [p for g in self.optimizer.param_groups for p in g["params"]]
         ids = {id(p) for p in held}
         return held + [p for p in self.params if id(p) not in ids]
 
     def before_backward(self, final: bool) -> None:
-        """Called before each micro-step's backward; ``final``: the window's last one."""
+        """Called before each micro-step's forward and backward; ``final``: the window's last
+        micro-step (whose backward completes the gradients)."""
 
     def step(self) -> bool:
         """One optimizer step on the accumulated gradients; False when fp16 overflowed and the

@@ -225,25 +225,26 @@ def compare(size, rounds, steps, batch, length, workers: dict[str, Worker]):
     return result
 
 
-def print_table(cases) -> None:
-    baseline = "trainer_vs_baseline_wall" in cases[0]
+def print_header(baseline: bool) -> None:
+    print("ms per step (wall); ratios Trainer / loop (wall, CPU, paired CPU)"
+          + ("; this Trainer / baseline Trainer; baseline Trainer / its loop" if baseline else ""))
     head = (f"{'model':7} {'params':>7} {'batch x len':>12} | {'loop':>8} {'Trainer':>8} "
             f"{'wall':>6} {'CPU':>6} {'paired':>6}")
     if baseline:
         head += f" | {'baseline':>8} {'wall':>6} {'paired':>6} | {'base/loop':>9}"
-    print("ms per step (wall); ratios Trainer / loop (wall, CPU, paired CPU)"
-          + ("; this Trainer / baseline Trainer; baseline Trainer / its loop" if baseline else ""))
-    print(head)
-    for c in cases:
-        row = (f"{c['size']:7} {c['params_M']:>6}M {c['batch']:>5} x {c['seq_len']:<4} | "
-               f"{c['ms']['this:loop']:>8.2f} {c['ms']['this:trainer']:>8.2f} "
-               f"{c['trainer_vs_loop_wall']:>6.3f} {c['trainer_vs_loop_cpu']:>6.3f} "
-               f"{c['trainer_vs_loop_cpu_paired']:>6.3f}")
-        if baseline:
-            row += (f" | {c['ms']['baseline:trainer']:>8.2f} {c['trainer_vs_baseline_wall']:>6.3f} "
-                    f"{c['trainer_vs_baseline_cpu_paired']:>6.3f} | "
-                    f"{c['baseline_vs_loop_cpu_paired']:>9.3f}")
-        print(row)
+    print(head, flush=True)
+
+
+def print_row(c: dict) -> None:
+    row = (f"{c['size']:7} {c['params_M']:>6}M {c['batch']:>5} x {c['seq_len']:<4} | "
+           f"{c['ms']['this:loop']:>8.2f} {c['ms']['this:trainer']:>8.2f} "
+           f"{c['trainer_vs_loop_wall']:>6.3f} {c['trainer_vs_loop_cpu']:>6.3f} "
+           f"{c['trainer_vs_loop_cpu_paired']:>6.3f}")
+    if "trainer_vs_baseline_wall" in c:
+        row += (f" | {c['ms']['baseline:trainer']:>8.2f} {c['trainer_vs_baseline_wall']:>6.3f} "
+                f"{c['trainer_vs_baseline_cpu_paired']:>6.3f} | "
+                f"{c['baseline_vs_loop_cpu_paired']:>9.3f}")
+    print(row, flush=True)
 
 
 def gpu_section(steps):
@@ -290,17 +291,18 @@ def main():
     workers = {"this": Worker(ROOT / "src", device)}
     if args.baseline is not None:
         workers["baseline"] = Worker(args.baseline.resolve(), device)
+    base_batch, base_len = (32, 128) if device.type == "cuda" else (4, 64)
+    cases = [("trivial", args.rounds, 200, 8, 8), ("tiny", args.rounds, args.steps, 8, 32),
+             ("base", args.base_rounds, args.base_steps, base_batch, base_len)]
+    print_header("baseline" in workers)
     try:
-        results["cases"].append(compare("trivial", args.rounds, 200, 8, 8, workers))
-        results["cases"].append(compare("tiny", args.rounds, args.steps, 8, 32, workers))
-        base_batch, base_len = (32, 128) if device.type == "cuda" else (4, 64)
-        results["cases"].append(compare("base", args.base_rounds, args.base_steps,
-                                        base_batch, base_len, workers))
+        for case in cases:
+            results["cases"].append(compare(*case, workers))
+            print_row(results["cases"][-1])
     finally:
         for worker in workers.values():
             worker.close()
     results["load_average_after"] = os.getloadavg()
-    print_table(results["cases"])
     print("load average (1, 5, 15 min) before: {:.2f} {:.2f} {:.2f}, after: {:.2f} {:.2f} "
           "{:.2f}".format(*results["load_average_before"], *results["load_average_after"]))
     if torch.cuda.is_available():

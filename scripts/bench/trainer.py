@@ -21,7 +21,7 @@ machine, also: peak GPU memory and step time of BERT-base with and without optim
 samples/s for bf16 vs fp32 (skipped without).
 
     python scripts/bench/trainer.py [--rounds 9] [--steps 20] [--base-rounds 7] [--base-steps 2]
-                                    [--baseline /path/to/other/tree/src]
+                                    [--baseline /path/to/other/tree/src] [--threads N]
 
 Prints a table, writes bench-results/trainer.json.
 """
@@ -171,12 +171,14 @@ def serve(device: torch.device) -> None:
 class Worker:
     """A ``--serve`` process importing bert_hub from ``src``."""
 
-    def __init__(self, src: Path, device: torch.device):
+    def __init__(self, src: Path, device: torch.device, threads: int | None):
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             [str(src)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", "--device", str(device)], env=env,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        command = [sys.executable, __file__, "--serve", "--device", str(device)]
+        if threads:
+            command += ["--threads", str(threads)]
+        self.proc = subprocess.Popen(command, env=env, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
 
     def run(self, **request) -> dict:
         self.proc.stdin.write(json.dumps(request) + "\n")
@@ -278,19 +280,24 @@ def main():
     parser.add_argument("--base-steps", type=int, default=2)
     parser.add_argument("--baseline", type=Path, default=None,
                         help="the src/ folder of another tree whose Trainer runs alongside")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads in each worker (default: torch's); 1 keeps a busy "
+                        "machine's figures steadier")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--device", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.serve:
         return serve(device)
     results = {"machine": platform.processor() or platform.machine(),
                "torch": torch.__version__, "threads": torch.get_num_threads(),
                "baseline": str(args.baseline) if args.baseline else None,
                "load_average_before": os.getloadavg(), "cases": []}
-    workers = {"this": Worker(ROOT / "src", device)}
+    workers = {"this": Worker(ROOT / "src", device, args.threads)}
     if args.baseline is not None:
-        workers["baseline"] = Worker(args.baseline.resolve(), device)
+        workers["baseline"] = Worker(args.baseline.resolve(), device, args.threads)
     base_batch, base_len = (32, 128) if device.type == "cuda" else (4, 64)
     cases = [("trivial", args.rounds, 200, 8, 8), ("tiny", args.rounds, args.steps, 8, 32),
              ("base", args.base_rounds, args.base_steps, base_batch, base_len)]

@@ -31,7 +31,7 @@ from _train_worker import (
     tiny_bert_classifier,
 )
 
-from bert_hub.distributed import Strategy
+from bert_hub.distributed import DDPStrategy
 from bert_hub.trainer import Trainer
 
 TIMEOUT = timedelta(seconds=60)  # a rank that fails must not leave the other waiting for 30 min
@@ -92,7 +92,7 @@ def nccl(out_dir: str) -> None:
     dist.init_process_group("nccl", timeout=TIMEOUT, device_id=device)
 
     def run():
-        strategy = Strategy("ddp", device, rank=dist.get_rank(), world_size=dist.get_world_size())
+        strategy = DDPStrategy(device, rank=dist.get_rank(), world_size=dist.get_world_size())
         torch.manual_seed(0)
         plain = Classifier().to(device)
         start = {k: v.clone() for k, v in plain.state_dict().items()}
@@ -124,7 +124,6 @@ def nccl(out_dir: str) -> None:
             "collectives": {
                 "all_reduce_sum": strategy.all_reduce_sum(value.clone()).tolist() == [1.5, 2.5],
                 "all_gather_rows": len(gathered) == 1 and torch.equal(gathered[0], rows),
-                "all_gather_object": strategy.all_gather_object({"rank": 0}) == [{"rank": 0}],
                 "barrier": True,
             },
         }

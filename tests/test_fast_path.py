@@ -37,7 +37,7 @@ HAVE_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn,
 def fresh_verdicts(monkeypatch):
     """Each test starts with the fast path on and no remembered verdict on the private op."""
     monkeypatch.setattr(fast_path, "ENABLED", True)
-    monkeypatch.setattr(fast_path, "_onednn_agrees", {})
+    monkeypatch.setattr(fast_path, "_onednn_ops", {})
 
 
 def build(name, dropout=0.1, hidden_act="gelu"):
@@ -120,8 +120,8 @@ def test_private_op_missing_costs_speed_not_correctness(monkeypatch, name):
     out, ops = _linear_ops(model, name)
     assert not any(op.startswith("mkldnn::") for op in ops)
     assert_same(out, plain)
-    assert fast_path._onednn_agrees == {("none", "", torch.float32): False,
-                                        ("gelu", "none", torch.float32): False}
+    assert fast_path._onednn_ops == {("none", "", torch.float32): None,
+                                     ("gelu", "none", torch.float32): None}
 
 
 @pytest.mark.skipif(not HAVE_ONEDNN, reason="this torch build has no oneDNN linear")
@@ -138,7 +138,7 @@ def test_private_op_that_computes_something_else_is_not_used(monkeypatch, caplog
         out = run(model, name, train=False)
     assert_same(out, plain)
     assert "does not compute what F.linear does" in caplog.text
-    assert set(fast_path._onednn_agrees.values()) == {False}
+    assert set(fast_path._onednn_ops.values()) == {None}
 
 
 @pytest.mark.skipif(not HAVE_ONEDNN, reason="this torch build has no oneDNN linear")

@@ -40,8 +40,9 @@ _POST_OPS: Dict[str, Tuple[str, str, Callable]] = {
     "relu": ("relu", "", F.relu),
 }
 _NO_ACTIVATION = ("none", "", lambda x: x)
-# (post-op, algorithm, dtype) -> whether this torch's op is there and agrees with F.linear.
-_onednn_agrees: Dict[tuple, bool] = {}
+# (post-op, algorithm, dtype) -> oneDNN's linear where this torch has it and it computes what
+# F.linear does there (checked once), else None.
+_onednn_ops: Dict[tuple, Optional[Callable]] = {}
 
 
 # -- oneDNN linear ------------------------------------------------------------------------------
@@ -51,10 +52,16 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] =
 
     ``name``, the activation's key in ACT2FN, lets oneDNN fuse it into the matmul."""
     fused = _NO_ACTIVATION if activation is None else _POST_OPS.get(name)
-    if fused is not None and _onednn_ok(x, weight, bias) and _agrees(fused, x.dtype):
-        out = _onednn_linear(x.reshape(-1, x.shape[-1]), weight, bias, fused)
-        if out is not None:
-            return out.view(*x.shape[:-1], weight.shape[0])
+    if fused is not None and _onednn_ok(x, weight, bias):
+        post_op, algorithm, _ = fused
+        key = (post_op, algorithm, x.dtype)
+        op = _onednn_ops[key] if key in _onednn_ops else _verified_op(fused, x.dtype)
+        if op is not None:
+            try:
+                out = op(x.reshape(-1, x.shape[-1]), weight, bias, post_op, [], algorithm)
+                return out.view(*x.shape[:-1], weight.shape[0])                  # (..., out)
+            except (RuntimeError, TypeError, ValueError) as exc:
+                _give_up(key, exc)
     out = F.linear(x, weight, bias)
     return out if activation is None else activation(out)
 
@@ -69,49 +76,40 @@ def _onednn_ok(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tenso
     return weight.is_contiguous() and (bias is None or bias.dtype == x.dtype)
 
 
-def _private_op(name: str):
-    """torch.ops.mkldnn.<name>, or None in a torch without it."""
-    return getattr(getattr(torch.ops, "mkldnn", None), name, None)
+def _give_up(key: tuple, exc: Exception) -> None:
+    logger.warning("oneDNN's linear failed (%s); using F.linear instead", exc)
+    _onednn_ops[key] = None
 
 
-def _onednn_linear(x2d: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
-                   fused: tuple) -> Optional[torch.Tensor]:
-    """(N, out) from oneDNN; None (and never again for this activation and dtype) where this
-    torch has no such op or the op refuses the call."""
-    post_op, algorithm, _ = fused
-    op = _private_op("_linear_pointwise")
-    try:
-        if op is not None:
-            return op(x2d, weight, bias, post_op, [], algorithm)
-    except (RuntimeError, TypeError, ValueError) as exc:
-        logger.warning("oneDNN's linear failed (%s); using F.linear instead", exc)
-    _onednn_agrees[(post_op, algorithm, x2d.dtype)] = False
-    return None
-
-
-def _agrees(fused: tuple, dtype: torch.dtype) -> bool:
-    """Once per activation and dtype: does the private op compute what F.linear does?"""
+def _verified_op(fused: tuple, dtype: torch.dtype) -> Optional[Callable]:
+    """oneDNN's linear if this torch has it (a private op: it may go) and, on a tiny input, it
+    computes what F.linear does with this activation and dtype; else None. Once per key."""
     post_op, algorithm, plain = fused
-    known = _onednn_agrees.get((post_op, algorithm, dtype))
-    if known is not None:
-        return known
-    bf16_ok = _private_op("_is_mkldnn_bf16_supported")
-    ok = dtype != torch.bfloat16 or (bf16_ok is not None and bf16_ok())
-    if ok:
-        gen = torch.Generator().manual_seed(0)
-        x, w, b = (torch.randn(shape, generator=gen, device="cpu").to(dtype)
-                   for shape in ((5, 16), (8, 16), (8,)))
+    key = (post_op, algorithm, dtype)
+    mkldnn = getattr(torch.ops, "mkldnn", None)
+    op = getattr(mkldnn, "_linear_pointwise", None)
+    bf16_ok = getattr(mkldnn, "_is_mkldnn_bf16_supported", None)
+    _onednn_ops[key] = None
+    if op is None or (dtype == torch.bfloat16 and not (bf16_ok is not None and bf16_ok())):
+        return None
+    gen = torch.Generator().manual_seed(0)
+    x, w, b = (torch.randn(shape, generator=gen, device="cpu").to(dtype)
+               for shape in ((5, 16), (8, 16), (8,)))
+    try:
         with torch.no_grad(), torch.autocast("cpu", enabled=False):
             want = plain(F.linear(x.float(), w.float(), b.float()))
-            got = _onednn_linear(x, w, b, fused)
-        tolerance = 2e-2 if dtype == torch.bfloat16 else 1e-4
-        ok = got is not None and got.shape == want.shape and \
-            bool(torch.allclose(got.float(), want, rtol=tolerance, atol=tolerance))
-        if got is not None and not ok:
-            logger.warning("oneDNN's linear (%s) does not compute what F.linear does in this torch "
-                           "(%s); using F.linear instead", post_op, torch.__version__)
-    _onednn_agrees[(post_op, algorithm, dtype)] = ok
-    return ok
+            got = op(x, w, b, post_op, [], algorithm)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        _give_up(key, exc)
+        return None
+    tolerance = 2e-2 if dtype == torch.bfloat16 else 1e-4
+    if got.shape != want.shape or not torch.allclose(got.float(), want, rtol=tolerance,
+                                                     atol=tolerance):
+        logger.warning("oneDNN's linear (%s) does not compute what F.linear does in this torch "
+                       "(%s); using F.linear instead", post_op, torch.__version__)
+        return None
+    _onednn_ops[key] = op
+    return op
 
 
 # -- query/key/value packing --------------------------------------------------------------------

@@ -218,6 +218,14 @@ def test_empty_tensors_are_never_taken_for_tied_ones(tmp_path):
     assert set(load_file(tmp_path / "x.safetensors")) == {"a", "b", "c"}
 
 
+def test_a_dtype_safetensors_cannot_hold_is_refused_before_writing(tmp_path):
+    with pytest.raises(ConversionError, match=r"cannot store torch.complex64 tensors in a weights "
+                                              r"file; convert them to one of float64, float32"):
+        weights.save_safetensors({"c": torch.zeros(2, dtype=torch.complex64)},
+                                 tmp_path / "x.safetensors")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_mixed_dtypes_stay_aligned_and_memory_mapped(tmp_path):
     state = {"u8": torch.arange(3, dtype=torch.uint8), "half": torch.ones(3, dtype=torch.float16),
              "double": torch.full((2,), 0.5, dtype=torch.float64), "flag": torch.tensor([True])}

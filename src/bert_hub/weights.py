@@ -51,7 +51,11 @@ _SUFFIX_RENAMES = ((".gamma", ".weight"), (".beta", ".bias"))
 
 def dtype_code(name: str) -> str:
     """safetensors' code of a dtype name ("float32", or str(torch.float32))."""
-    return _CODE_OF[name.replace("torch.", "", 1)]
+    code = _CODE_OF.get(name.replace("torch.", "", 1))
+    if code is None:
+        raise ConversionError(f"cannot store {name} tensors in a weights file; convert them to "
+                              f"one of {', '.join(_CODE_OF)} first")
+    return code
 
 
 # -- key names ----------------------------------------------------------------------------------

@@ -23,3 +23,7 @@ bench: install-test ## speed and memory ratios against the peers; writes bench-r
 
 lint: install-test
 	$(PYTHON) -m ruff check src tests scripts
+
+.PHONY: fuzz
+fuzz: install-test  ## hostile-input campaigns in full (12,000 TF/config cases; BERT_HUB_FUZZ_SEED=N for another seed)
+	BERT_HUB_FUZZ_CASES=12000 $(PYTHON) -m pytest -q -s -m fuzz tests/fuzz

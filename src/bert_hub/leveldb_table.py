@@ -207,6 +207,8 @@ def read_block(data: bytes, handle: bytes, path: str, start: int = 0) -> tuple[b
 
 
 def read_table(path: str) -> list[tuple[bytes, bytes]]:
+    """Every (key, value) of the table at ``path``, in file order; any damage is a
+    ``CheckpointError`` naming the file."""
     with open(path, "rb") as f:
         data = f.read()
     if len(data) < FOOTER_SIZE:

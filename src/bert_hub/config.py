@@ -255,11 +255,6 @@ class BertConfig:
         with open(json_file_path, "w", encoding="utf-8") as writer:
             writer.write(text)
 
-    @property
-    def head_size(self) -> int:
-        """Width of one attention head."""
-        return self.hidden_size // self.num_attention_heads
-
     def __repr__(self) -> str:
         fields = (f.name for f in dataclasses.fields(self) if f.name != "extra")
         return f"BertConfig({', '.join(f'{k}={_show(getattr(self, k))}' for k in fields)})"

@@ -1,6 +1,6 @@
 """BertAdam and the BERT warmup schedules (pytorch-pretrained-bert 0.6.2 semantics), the same
-schedules as ``torch.optim.lr_scheduler`` objects, parameter groups without decay for biases and
-LayerNorm weights, and fp32 master weights on the host for CPU-offloaded optimizer steps.
+schedules as ``torch.optim.lr_scheduler`` objects, and parameter groups without decay for biases
+and LayerNorm weights. (CPU-offloaded optimizer steps live in bert_hub.training.optimizer_step.)
 
 Schedule convention (0.6.2's): the multiplier used by optimizer step ``t`` (0-based) is
 ``schedule(t / t_total)``; with warmup the very first step therefore has multiplier 0.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch.nn.utils import clip_grad_norm_
@@ -343,122 +343,3 @@ class BertAdam(Optimizer):
                 p.add_(-(lr_scheduled * update))
                 state["step"] += 1  # no bias correction, on purpose (as 0.6.2)
         return loss
-
-
-# --------------------------------------------------------------------------- CPU offload
-class HostMasterWeights:
-    """fp32 master copies of a model's parameters in (pinned) host memory, for optimizer steps
-    on the CPU while the model, in any dtype, stays on its device.
-
-    Life of one optimizer step:
-      1. ``capture(True)`` before the last backward of a window: each gradient is copied to the
-         host as soon as autograd has accumulated it (a post-accumulate-grad hook; on CUDA on a
-         side stream, non-blocking), and the device gradient is freed.
-      2. ``collect_grads()`` waits for those copies and copies any gradient not captured yet (the
-         DDP path, whose all-reduce lands after the hooks), so ``masters[i].grad`` holds the fp32
-         gradient, or None where the device parameter had none.
-      3. The optimizer (built over ``masters``) steps on the CPU.
-      4. ``push()`` copies each updated master back, cast to the device dtype.
-
-    On a CPU device the same code runs without streams or pinning.
-    """
-
-    def __init__(self, params: Sequence[torch.nn.Parameter]):
-        self.params = list(params)
-        self.device = self.params[0].device if self.params else torch.device("cpu")
-        self.on_cuda = self.device.type == "cuda"
-        pin = self.on_cuda
-        self.masters: list[torch.nn.Parameter] = []
-        self._grad_buffers: list[torch.Tensor] = []  # host fp32 gradients
-        self._staging: list[torch.Tensor | None] = []  # host copies in the device dtype
-        for p in self.params:
-            master = torch.empty(p.shape, dtype=torch.float32, pin_memory=pin)
-            master.copy_(p.detach())
-            self.masters.append(torch.nn.Parameter(master, requires_grad=p.requires_grad))
-            self._grad_buffers.append(torch.zeros(p.shape, dtype=torch.float32, pin_memory=pin))
-            same = p.dtype == torch.float32
-            self._staging.append(None if same else torch.empty(p.shape, dtype=p.dtype,
-                                                               pin_memory=pin))
-        self._captured = [False] * len(self.params)
-        self._capturing = False
-        self._stream = torch.cuda.Stream(self.device) if self.on_cuda else None
-        self._hooks = [p.register_post_accumulate_grad_hook(self._hook(i))
-                       for i, p in enumerate(self.params) if p.requires_grad]
-
-    def groups_over_masters(self, groups: Iterable[dict]) -> list[dict]:
-        """The same parameter groups with each device parameter replaced by its host master."""
-        master_of = {id(p): m for p, m in zip(self.params, self.masters)}
-        return [{**g, "params": [master_of[id(p)] for p in g["params"]]} for g in groups]
-
-    def capture(self, enabled: bool) -> None:
-        self._capturing = enabled
-
-    def _hook(self, i: int):
-        def hook(p: torch.Tensor) -> None:
-            if not self._capturing or p.grad is None:
-                return
-            self._copy_grad_to_host(i, p)
-            self._captured[i] = True
-            p.grad = None  # frees device memory now, not at zero_grad
-        return hook
-
-    def _copy_grad_to_host(self, i: int, p: torch.Tensor) -> None:
-        target = self._staging[i] if self._staging[i] is not None else self._grad_buffers[i]
-        if self._stream is None:
-            target.copy_(p.grad)
-            return
-        grad = p.grad
-        self._stream.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(self._stream):
-            target.copy_(grad, non_blocking=True)
-        grad.record_stream(self._stream)  # keep the memory until the copy has run
-
-    def collect_grads(self) -> None:
-        """Make ``masters[i].grad`` the (fp32) gradient of ``params[i]`` for this step."""
-        for i, p in enumerate(self.params):
-            if not self._captured[i] and p.grad is not None:
-                self._copy_grad_to_host(i, p)
-                self._captured[i] = True
-                p.grad = None
-        if self._stream is not None:
-            self._stream.synchronize()
-        for i, master in enumerate(self.masters):
-            if not self._captured[i]:
-                master.grad = None  # unused this step: the optimizer skips it, as on the device
-                continue
-            if self._staging[i] is not None:
-                self._grad_buffers[i].copy_(self._staging[i])  # exact upcast to fp32
-            master.grad = self._grad_buffers[i]
-        self._captured = [False] * len(self.params)
-
-    @torch.no_grad()
-    def push(self) -> None:
-        """Copy every master back to its device parameter (cast to the parameter's dtype)."""
-        if self._stream is None:
-            for p, master in zip(self.params, self.masters):
-                p.copy_(master)
-            return
-        self._stream.wait_stream(torch.cuda.current_stream(self.device))  # p no longer in use
-        for p, master, staging in zip(self.params, self.masters, self._staging):
-            source = master
-            if staging is not None:
-                staging.copy_(master)  # cast on the host, so the transfer stays asynchronous
-                source = staging
-            with torch.cuda.stream(self._stream):
-                p.copy_(source, non_blocking=True)  # overlaps the next parameter's host cast
-        torch.cuda.current_stream(self.device).wait_stream(self._stream)
-
-    @torch.no_grad()
-    def load_from_device(self) -> None:
-        """Refresh the masters from the device parameters (after loading device weights)."""
-        for p, master in zip(self.params, self.masters):
-            master.copy_(p.detach())
-
-    def clear_device_grads(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    def remove_hooks(self) -> None:
-        for handle in self._hooks:
-            handle.remove()
-        self._hooks = []

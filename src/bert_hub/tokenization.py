@@ -534,9 +534,14 @@ def _read_tokenizer_config(path) -> tuple[bool | None, int | None]:
     try:
         with open(path, encoding="utf-8") as f:
             config = json.load(f)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InvalidInputError(
-            f"{path!r} is not valid JSON ({exc}); fix or delete it") from None
+            f"{path!r} is not valid JSON ({str(exc)[:200] or 'nested too deeply'}); fix or "
+            "delete it") from None
+    if not isinstance(config, dict):
+        raise InvalidInputError(
+            f"{path!r} holds a JSON {type(config).__name__}, not an object of tokenizer settings "
+            "(do_lower_case, model_max_length); fix or delete it")
     lower = config.get("do_lower_case")
     length = config.get("model_max_length")
     return (lower if isinstance(lower, bool) else None,

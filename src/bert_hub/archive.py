@@ -568,12 +568,14 @@ class _Writer:
         with self._named(member, target):
             out = open(target, "xb")
         digest = hashlib.sha256()
-        with out:
-            def sink(chunk: bytes) -> None:
-                digest.update(chunk)
-                with disk.writing(target, f"extracting {self.archive.name}"):
-                    out.write(chunk)
-                self.watch.wrote(len(chunk))
+
+        def sink(chunk: bytes) -> None:
+            digest.update(chunk)
+            out.write(chunk)
+            self.watch.wrote(len(chunk))
+        # Reads raise typed errors of their own; any OSError here is the disk's (closing too:
+        # the last buffered bytes are written then).
+        with disk.writing(target, f"extracting {self.archive.name}"), out:
             _held_to_size(src, member, self.archive, sink)
         self.hashes["/".join(member.parts)] = digest.hexdigest()
 

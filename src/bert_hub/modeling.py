@@ -691,6 +691,7 @@ class BertPreTrainedModel(nn.Module):
         device = _device(device)
         if state_dict is not None:
             _check_state_dict(state_dict)
+
         def read(files):   # retried by the hub if a cache entry is replaced meanwhile
             if files.config_file is None:
                 raise ConfigError(f"{str(files.folder)!r} has no {hub.CONFIG_NAME}")

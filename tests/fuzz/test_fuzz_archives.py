@@ -52,7 +52,9 @@ FAST_CASES = 300
 FAST_SEED = 20261201
 FULL_CASES = 10_000
 BATCH = 1_000
-CASE_SECONDS = 30          # wall clock per case before it counts as a hang
+CASE_CPU_SECONDS = 20      # CPU time per case before it counts as a hang (spinning)
+CASE_SECONDS = 300         # wall clock per case before it counts as a hang (blocked); the
+                           # machine may be busy, so this one is generous
 MEMORY_LIMIT = 1 << 30     # RLIMIT_AS of a worker
 FILE_LIMIT = 512 << 20     # RLIMIT_FSIZE of a worker
 
@@ -93,7 +95,9 @@ _DAMAGES = [
 
 
 class _CaseTimeout(BaseException):
-    pass
+    def __init__(self, what: str):
+        super().__init__(what)
+        self.what = what
 
 
 class CaseFailure(AssertionError):
@@ -116,11 +120,12 @@ def run_case(seed: int, index: int, base: Path) -> dict:
     work.mkdir(parents=True)
     try:
         signal.setitimer(signal.ITIMER_REAL, CASE_SECONDS)
+        signal.setitimer(signal.ITIMER_PROF, CASE_CPU_SECONDS)
         case = CLASSES[name](rng)
         result["note"] = case.note
         result["outcome"] = _exercise(case, rng, work)
-    except _CaseTimeout:
-        result["fail"] = f"hang: still running after {CASE_SECONDS} s"
+    except _CaseTimeout as exc:
+        result["fail"] = f"hang: {exc.what}"
     except CaseFailure as exc:
         result["fail"] = str(exc)
     except MemoryError:
@@ -129,6 +134,7 @@ def run_case(seed: int, index: int, base: Path) -> dict:
         result["fail"] = f"untyped error {type(exc).__name__}: {exc}\n{_short_trace()}"
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.setitimer(signal.ITIMER_PROF, 0)
         _restore_file_limit()
     result["s"] = round(time.monotonic() - started, 3)
     shutil.rmtree(work, ignore_errors=True)
@@ -284,15 +290,22 @@ def _short_trace() -> str:
 
 
 def _on_alarm(signum, frame):
-    raise _CaseTimeout()
+    if signum == signal.SIGPROF:
+        raise _CaseTimeout(f"used {CASE_CPU_SECONDS} s of CPU")
+    raise _CaseTimeout(f"still running after {CASE_SECONDS} s")
+
+
+def _install_alarms() -> None:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a write past the file-size limit: EFBIG
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.signal(signal.SIGPROF, _on_alarm)
 
 
 def worker(seed: int, start: int, count: int, base: Path) -> None:
     """Run cases start..start+count-1 under resource limits; one JSON line per event on stdout."""
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
     resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_LIMIT, FILE_LIMIT))
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a write past the limit fails with EFBIG
-    signal.signal(signal.SIGALRM, _on_alarm)
+    _install_alarms()
     import logging
     logging.disable(logging.CRITICAL)
     out = sys.stdout
@@ -317,7 +330,7 @@ def campaign(seed: int, count: int, base: Path, parallel: int = 1):
 
     def drain(proc, start, n, began):
         try:
-            out, err = proc.communicate(timeout=n * CASE_SECONDS + 120)
+            out, err = proc.communicate(timeout=n * CASE_CPU_SECONDS + CASE_SECONDS + 600)
         except subprocess.TimeoutExpired:
             proc.kill()
             out, err = proc.communicate()
@@ -363,7 +376,9 @@ def report(seed: int, results, failures) -> str:
     lines = [f"archive campaign: seed {seed}, {len(results)} cases, {len(failures)} failures; "
              f"slowest case {slowest.get('i')} ({slowest.get('cls')}) {slowest.get('s')} s"]
     lines += [f"  {cls:<16} {json.dumps(outcomes, sort_keys=True)}" for cls, outcomes in sorted(by_class.items())]
-    for f in failures[:10]:
+    first_of_class = {f["cls"]: f for f in reversed(failures)}
+    shown = list(first_of_class.values()) + [f for f in failures if f not in first_of_class.values()]
+    for f in shown[:max(10, len(first_of_class))]:
         lines.append(f"FAILED case {f['i']} ({f['cls']}, {f.get('note', '')}): {f['fail']}\n"
                      f"  replay: python {Path(__file__).relative_to(TESTS.parent)} replay {seed} {f['i']}")
     return "\n".join(lines)
@@ -376,8 +391,7 @@ def replay(seed: int, index: int, keep: Path = None) -> None:
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
         (keep / f"case-{index}{case.suffix}").write_bytes(case.data)
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    signal.signal(signal.SIGALRM, _on_alarm)
+    _install_alarms()
     base = Path(os.environ.get("TMPDIR", "/tmp")) / f"bert-hub-replay-{os.getpid()}"
     print(json.dumps(run_case(seed, index, base), indent=1))
 

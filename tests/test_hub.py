@@ -416,7 +416,7 @@ def test_cache_rm_while_other_processes_load(tmp_path):
             outcomes[outcome] = outcomes.get(outcome, 0) + n
     assert not [o for o in outcomes if o.startswith("UNTYPED")], outcomes
     assert set(outcomes) <= {expected, "typed EntryNotFoundError"}, outcomes    # right weights only
-    assert sum(outcomes.values()) == 60 and outcomes.get(expected, 0) > 30, outcomes
+    assert sum(outcomes.values()) == 60 and outcomes.get(expected, 0) >= 20, outcomes   # retried
     assert results[2]["removed"] >= 5, results    # the entry really was pulled away, many times
 
 

@@ -35,7 +35,7 @@ from typing import Callable, List, Optional, Tuple
 import filelock
 
 from . import archive as archives
-from . import disk, download
+from . import disk, download, env
 from .archive import is_archive, safe_extract  # noqa: F401  (re-exported: the cache's extractor)
 from .disk import check_free_space  # noqa: F401  (re-exported)
 from .errors import (
@@ -44,7 +44,6 @@ from .errors import (
     CacheNotWritableError,
     EntryNotFoundError,
     InsufficientSpaceError,
-    InvalidInputError,
     IntegrityError,
     LockTimeoutError,
     OfflineError,
@@ -86,8 +85,7 @@ def cache_root(cache_dir: Optional[os.PathLike] = None) -> Path:
 
 def is_offline(local_files_only: bool = False) -> bool:
     """True when no network may be used: the argument, or BERT_HUB_OFFLINE set to a true value."""
-    flag = os.environ.get("BERT_HUB_OFFLINE", "").strip().lower()
-    return bool(local_files_only) or flag in ("1", "true", "yes", "on")
+    return bool(local_files_only) or env.flag("BERT_HUB_OFFLINE")
 
 
 def models_dir(root: Path) -> Path:
@@ -113,26 +111,11 @@ def _make_dir(path: Path, root: Path) -> None:
 # Locks
 
 
-def _lock_timeout_from_env() -> float:
-    raw = os.environ.get("BERT_HUB_LOCK_TIMEOUT", "").strip()
-    if not raw:
-        return _DEFAULT_LOCK_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise InvalidInputError(
-            f"BERT_HUB_LOCK_TIMEOUT={raw!r} is not a number of seconds >= 0; set it to e.g. 600, "
-            f"or unset it for the default ({_DEFAULT_LOCK_TIMEOUT:.0f} s).")
-    return value
-
-
 @contextmanager
 def entry_lock(root: Path, name: str, timeout: Optional[float] = None) -> Iterator[None]:
     """Hold the lock of one entry; log once while waiting for another process to finish."""
     if timeout is None:
-        timeout = _lock_timeout_from_env()
+        timeout = env.seconds("BERT_HUB_LOCK_TIMEOUT", _DEFAULT_LOCK_TIMEOUT)
     lock_dir = root / _LOCKS
     _make_dir(lock_dir, root)
     lock_path = lock_dir / f"{name}.lock"

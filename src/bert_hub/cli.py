@@ -51,12 +51,13 @@ def cmd_download(args) -> int:
 def cmd_list(args) -> int:
     from .cache import list_entries
     from .registry import load_registry
-    sizes = {entry.name: entry.size for entry in list_entries(_root(args))}
+    entries = {entry.name: entry for entry in list_entries(_root(args))}
     rows = [("NAME", "ALIASES", "CACHED", "SIZE")]
     for spec in load_registry():
-        cached = spec.name in sizes
-        rows.append((spec.name, ",".join(spec.aliases) or "-", "yes" if cached else "no",
-                     _human(sizes[spec.name]) if cached else "-"))
+        entry = entries.get(spec.name)
+        cached = "no" if entry is None else "damaged" if entry.problem else "yes"
+        rows.append((spec.name, ",".join(spec.aliases) or "-", cached,
+                     _human(entry.size) if entry is not None else "-"))
     _print_table(rows)
     return 0
 
@@ -132,9 +133,14 @@ def cmd_cache(args) -> int:
     if args.action == "ls":
         entries = cache.list_entries(root)
         rows = [("NAME", "SIZE", "CONVERTED", "SOURCE")]
-        rows += [(e.name, _human(e.size), "yes" if e.converted else "no", e.source) for e in entries]
+        rows += [(e.name, _human(e.size), "yes" if e.converted else "no",
+                  f"DAMAGED: {e.problem}" if e.problem else e.source) for e in entries]
         _print_table(rows)
         print(f"{len(entries)} entries, {_human(sum(e.size for e in entries))} in {root}")
+        damaged = [e.name for e in entries if e.problem]
+        if damaged:
+            print(f"{len(damaged)} damaged (never served): remove with `bert-hub cache rm "
+                  f"{' '.join(damaged)}` or `bert-hub cache prune`.", file=sys.stderr)
         return 0
     if args.action == "verify":
         entries = [cache.find_entry(root, n) for n in args.names] if args.names else cache.list_entries(root)

@@ -692,22 +692,22 @@ class BertPreTrainedModel(nn.Module):
         device = _device(device)
         if state_dict is not None:
             _check_state_dict(state_dict)
-        files = hub.resolve_model(pretrained_model_name_or_path, cache_dir=cache_dir,
-                                  force_download=force_download,
-                                  local_files_only=local_files_only,
-                                  need_weights=state_dict is None)
-        if files.config_file is None:
-            raise ConfigError(f"{str(files.folder)!r} has no {hub.CONFIG_NAME}")
-        config = BertConfig.from_json_file(files.config_file)
-        if state_dict is None and files.weights_file is None and files.tf_checkpoint is not None:
-            from .convert import tf_to_state_dict   # a read-only Google folder: convert in memory
-            state_dict = tf_to_state_dict(files.tf_checkpoint, config)
-            source = str(files.tf_checkpoint)
-        elif state_dict is None:
-            state_dict = _load_weights_file(files.weights_file)
-            source = str(files.weights_file)
-        else:
-            source = "the state_dict argument"
+
+        def read(files):   # retried by the hub if a cache entry is replaced meanwhile
+            if files.config_file is None:
+                raise ConfigError(f"{str(files.folder)!r} has no {hub.CONFIG_NAME}")
+            config = BertConfig.from_json_file(files.config_file)
+            if state_dict is not None:
+                return config, state_dict, "the state_dict argument"
+            if files.weights_file is None and files.tf_checkpoint is not None:
+                from .convert import tf_to_state_dict   # a read-only Google folder: in memory
+                return config, tf_to_state_dict(files.tf_checkpoint, config), str(files.tf_checkpoint)
+            return config, _load_weights_file(files.weights_file), str(files.weights_file)
+
+        config, state_dict, source = hub.read_model(
+            pretrained_model_name_or_path, read, cache_dir=cache_dir,
+            force_download=force_download, local_files_only=local_files_only,
+            need_weights=state_dict is None)
         with torch.device("meta"):
             model = cls(config, *inputs, **kwargs)
         model._load_checkpoint(state_dict, source, torch_dtype=torch_dtype, device=device,

@@ -3,8 +3,9 @@ tests/test_distributed.py (``python -m torch.distributed.run ... _train_worker.p
 
 Each run writes what each rank saw into OUT: ``<name>_rank<r>.json`` (sampler shards,
 all-reduce count, step, evaluate / predict results) and, on rank 0, ``<name>_params.pt`` (final
-parameters). Runs: mlp, tagger, bert, offload (optimize_on_cpu), unused (find_unused_parameters),
-then ``unused_error_rank<r>.json``: the errors without find_unused_parameters."""
+parameters). First ``strategy_rank<r>.json``: the DDP strategy's own collectives. Runs: mlp, tagger,
+bert, offload (optimize_on_cpu), unused (find_unused_parameters), then
+``unused_error_rank<r>.json``: the errors without find_unused_parameters."""
 from __future__ import annotations
 
 import json
@@ -186,7 +187,26 @@ def accuracy(predictions, labels):
             "n": len(labels)}
 
 
+def _strategy_collectives(out_dir: str) -> None:
+    """What the DDP strategy does by itself: ragged gathers, sums, barrier."""
+    from bert_hub.distributed import setup
+
+    strategy = setup()
+    rank = strategy.rank
+    rows = strategy.all_gather_rows(torch.full((rank + 2, 3), float(rank)))  # 2 rows, then 3
+    summed = strategy.all_reduce_sum(torch.tensor([rank + 1.0]))
+    strategy.barrier()
+    report = {"class": type(strategy).__name__, "kind": strategy.kind,
+              "world_size": strategy.world_size, "is_main": strategy.is_main,
+              "gradients_final_in_hooks": strategy.gradients_final_in_hooks,
+              "rows": [r.tolist() for r in rows], "all_reduce_sum": summed.tolist(),
+              "sum_over_ranks": strategy.sum_over_ranks(rank + 0.5)}
+    with open(os.path.join(out_dir, f"strategy_rank{rank}.json"), "w") as f:
+        json.dump(report, f)
+
+
 def main(out_dir: str) -> None:
+    _strategy_collectives(out_dir)
     torch.manual_seed(0)
     _run(out_dir, "mlp", Classifier(), DictData(32), eval_data=DictData(13, seed=5),
          optimizer=sgd, batch_size=4, gradient_accumulation_steps=2, epochs=2,

@@ -25,7 +25,7 @@ from _train_worker import (
     token_data,
 )
 
-from bert_hub.distributed import Strategy, interleave, setup
+from bert_hub.distributed import SingleDeviceStrategy, interleave, setup
 from bert_hub.errors import TrainerError
 from bert_hub.optimization import Schedule
 from bert_hub.trainer import Trainer, count_labels
@@ -180,16 +180,27 @@ def test_unused_parameters_without_the_option_name_the_fix(torchrun_out):
         assert "pass find_unused_parameters=True to the Trainer" in later["error"]
 
 
+def test_ddp_strategy_collectives(torchrun_out):
+    for rank, report in enumerate(_reports(torchrun_out, "strategy")):
+        assert (report["class"], report["kind"], report["world_size"]) == ("DDPStrategy", "ddp", 2)
+        assert report["is_main"] == (rank == 0)
+        assert report["gradients_final_in_hooks"] is False  # the all-reduce lands after hooks
+        assert report["rows"] == [[[0.0] * 3] * 2, [[1.0] * 3] * 3]  # ragged, in rank order
+        assert report["all_reduce_sum"] == [3.0]
+        assert report["sum_over_ranks"] == 2.0
+
+
 def test_interleave_restores_dataset_order():
     rows = torch.arange(7)
     parts = [rows[r::3] for r in range(3)]
     assert interleave(parts).tolist() == list(range(7))
-    assert Strategy("single", torch.device("cpu")).eval_indices(5) == [0, 1, 2, 3, 4]
+    assert SingleDeviceStrategy(torch.device("cpu")).eval_indices(5) == [0, 1, 2, 3, 4]
 
 
 def test_setup_without_launcher_is_single_process(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     strategy = setup("cpu")
+    assert isinstance(strategy, SingleDeviceStrategy)
     assert (strategy.kind, strategy.world_size, strategy.rank) == ("single", 1, 0)
 
 

@@ -129,7 +129,7 @@ def test_optimize_on_cpu_is_bit_identical_to_the_plain_optimizer_after_20_steps(
         assert result["global_step"] == 20
         runs[offload] = _params(model)
         if offload:
-            masters = dict(zip([n for n, _ in trainer._named_params], trainer.offload.masters))
+            masters = dict(zip(trainer.stepper.names, trainer.stepper.host.masters))
             assert all(torch.equal(masters[k], runs[True][k]) for k in masters)
     assert all(torch.equal(runs[False][k], runs[True][k]) for k in runs[False])
 
@@ -139,13 +139,13 @@ def test_optimize_on_cpu_with_bf16_model_keeps_fp32_masters_cast_on_each_step():
     trainer = Trainer(model, DictData(24), batch_size=4, max_steps=6, lr=1e-4, progress=False,
                       optimize_on_cpu=True, warmup_proportion=0.0, schedule="none",
                       precision="bf16")
-    start = [m.detach().clone() for m in trainer.offload.masters]
+    start = [m.detach().clone() for m in trainer.stepper.host.masters]
     step = trainer._optimizer_step
     checked = []
 
     def checking_step():
         stepped = step()
-        for p, master in zip(trainer.offload.params, trainer.offload.masters):
+        for p, master in zip(trainer.stepper.host.params, trainer.stepper.host.masters):
             assert master.dtype == torch.float32 and p.dtype == torch.bfloat16
             assert torch.equal(p.detach(), master.detach().to(torch.bfloat16))
         checked.append(stepped)
@@ -155,8 +155,9 @@ def test_optimize_on_cpu_with_bf16_model_keeps_fp32_masters_cast_on_each_step():
     trainer.train()
     assert checked == [True] * 6
     # lr 1e-4 moves weights by less than bf16's resolution: only the fp32 masters see it
-    assert any(not torch.equal(m, m.to(torch.bfloat16).float()) for m in trainer.offload.masters)
-    assert any(not torch.equal(a, b) for a, b in zip(start, trainer.offload.masters))
+    masters = trainer.stepper.host.masters
+    assert any(not torch.equal(m, m.to(torch.bfloat16).float()) for m in masters)
+    assert any(not torch.equal(a, b) for a, b in zip(start, masters))
 
 
 # ---------------------------------------------------------------------------- precision

@@ -20,7 +20,8 @@ from typing import NamedTuple
 import numpy as np
 
 from bert_hub import weights
-from bert_hub.errors import ConversionError
+from bert_hub.config import check_sizes
+from bert_hub.errors import ConfigError, ConversionError
 from bert_hub.filenames import SAFE_WEIGHTS_NAME, WEIGHTS_NAME
 from bert_hub.tf_checkpoint import CheckpointReader, write_checkpoint
 
@@ -125,7 +126,9 @@ def _dims(config) -> dict:
 
 
 def name_table(config) -> list[Row]:
-    """Every row of the name table for ``config`` (a BertConfig or anything with its fields)."""
+    """Every row of the name table for ``config`` (a BertConfig or anything with its fields);
+    its sizes are checked first (``bert_hub.config.check_sizes``), so the table stays small."""
+    check_sizes(config)
     d = _dims(config)
 
     def row(tf_name, key, transpose, shape, group):
@@ -149,11 +152,14 @@ def is_training_state(tf_name: str) -> bool:
 
 
 def resolve_config(config_or_path):
-    """A BertConfig (or any object with its fields), or the path of a bert_config.json."""
+    """A BertConfig (or any object with its fields), or the path of a bert_config.json (or of
+    the Google folder holding it; other folders and names: ``hub.resolve_model``)."""
+    from bert_hub.filenames import CONFIG_NAME
+
     if isinstance(config_or_path, (str, os.PathLike)):
         path = os.fspath(config_or_path)
         if os.path.isdir(path):
-            path = os.path.join(path, "bert_config.json")
+            path = os.path.join(path, CONFIG_NAME)
         if not os.path.isfile(path):
             raise ConversionError(f"config file {path} does not exist; pass the "
                                   "bert_config.json that came with the checkpoint")
@@ -169,22 +175,50 @@ def resolve_config(config_or_path):
     return config_or_path
 
 
+_LAYER_NAME = re.compile(r"bert/encoder/layer_([0-9]{1,18})/")  # longer numbers: unknown names
+# The variables infer_config reads its dimensions from: name -> what each axis is.
+_INFERRED_FROM = {
+    "bert/embeddings/word_embeddings": ("vocab_size", "hidden_size"),
+    "bert/encoder/layer_0/intermediate/dense/kernel": ("hidden_size", "intermediate_size"),
+    "bert/embeddings/position_embeddings": ("max_position_embeddings", "hidden_size"),
+    "bert/embeddings/token_type_embeddings": ("type_vocab_size", "hidden_size"),
+}
+
+
+def _layer_indices(names) -> set:
+    """The N of every ``bert/encoder/layer_N/...`` variable (optimizer slots included)."""
+    return {int(m.group(1)) for n in names for m in [_LAYER_NAME.match(n)] if m}
+
+
 def infer_config(reader: CheckpointReader) -> SimpleNamespace:
     """The six dimensions the name table needs, read off the checkpoint's shapes (for
     ``load_tf_weights_in_bert`` on a model without a config)."""
     shapes = {n: s for n, _, s in reader.list_variables()}
+    dims = {}
+    for name, axes in _INFERRED_FROM.items():
+        if name not in shapes:
+            raise ConversionError(f"{reader.prefix}: not a BERT checkpoint (no {name!r}); pass "
+                                  "its bert_config.json")
+        if len(shapes[name]) != 2:
+            raise ConversionError(
+                f"{reader.prefix}: {name} has shape {shapes[name]}, not a matrix; this is not a "
+                "BERT checkpoint we can read without its bert_config.json")
+        for axis, size in zip(axes, shapes[name]):
+            dims.setdefault(axis, size)
+    layers = sorted(_layer_indices(shapes))
+    if layers != list(range(len(layers))):
+        gaps = sorted(set(range(len(layers))) - set(layers))[:3] or [len(layers)]
+        raise ConversionError(
+            f"{reader.prefix}: the encoder layers are not numbered 0..{len(layers) - 1} (layer "
+            f"{gaps[0]} is missing; the highest is layer_{layers[-1]}); the checkpoint is not a "
+            "BERT's: pass its bert_config.json")
+    config = SimpleNamespace(num_hidden_layers=len(layers), **dims)
     try:
-        vocab, hidden = shapes["bert/embeddings/word_embeddings"]
-        layers = 1 + max(int(m.group(1)) for n in shapes
-                         for m in [re.match(r"bert/encoder/layer_(\d+)/", n)] if m)
-        return SimpleNamespace(
-            vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers,
-            intermediate_size=shapes["bert/encoder/layer_0/intermediate/dense/kernel"][1],
-            max_position_embeddings=shapes["bert/embeddings/position_embeddings"][0],
-            type_vocab_size=shapes["bert/embeddings/token_type_embeddings"][0])
-    except (KeyError, ValueError) as e:
-        raise ConversionError(f"{reader.prefix}: not a BERT checkpoint (no {e}); pass its "
-                              "bert_config.json") from None
+        check_sizes(config)
+    except ConfigError as e:
+        raise ConversionError(f"{reader.prefix}: the sizes read off the checkpoint are not a "
+                              f"BERT's ({e})") from None
+    return config
 
 
 # --------------------------------------------------------------------------- TF -> torch
@@ -211,13 +245,42 @@ def _check_groups(present: set, rows: list, what: str, where: str) -> None:
                 "bert_config.json belongs to this checkpoint (num_hidden_layers?)")
 
 
+# dtypes a BERT weight may have (models cast floating weights to their dtype on load).
+_WEIGHT_DTYPES = ("float32", "float16", "bfloat16", "float64")
+
+
+def _listed(items: list, sep: str = ", ", most: int = 20) -> str:
+    """The first ``most`` items (each cut to 200 characters) and how many more: a hostile
+    checkpoint's names must not make a message megabytes long."""
+    shown = [item if len(item) <= 200 else item[:200] + "..." for item in items[:most]]
+    return sep.join(shown) + (f" and {len(items) - most} more" if len(items) > most else "")
+
+
+def _check_layer_count(names, config, where: str) -> None:
+    """A config with more layers than the checkpoint holds is refused before its name table
+    is built, so a huge ``num_hidden_layers`` costs nothing."""
+    held = len(_layer_indices(names))
+    if config.num_hidden_layers <= held:
+        return
+    missing = (config.num_hidden_layers - held) * len(_LAYER)
+    first = [t.format(n=held) for t, _, _, _ in _LAYER][:8]
+    raise ConversionError(
+        f"{where}: missing {missing} weight(s) the config expects: {', '.join(first)} ... Check "
+        f"that bert_config.json belongs to this checkpoint (num_hidden_layers="
+        f"{config.num_hidden_layers}; the checkpoint holds {held} layers)")
+
+
 def plan_tf_to_torch(reader: CheckpointReader, config) -> list[Row]:
     """The rows this checkpoint holds, checked against the config before any data is read:
-    unknown names and wrong shapes raise ConversionError listing every offender."""
+    unknown names, wrong shapes and dtypes raise ConversionError listing every offender; each
+    variable's size and shard are checked too (CheckpointError)."""
+    check_sizes(config)
+    variables = reader.list_variables()
+    _check_layer_count([name for name, _, _ in variables], config, reader.prefix)
     rows = name_table(config)
     by_tf = {r.tf_name: r for r in rows}
-    unknown, wrong, found = [], [], []
-    for name, dtype, shape in reader.list_variables():
+    unknown, wrong, bad_dtype, found = [], [], [], []
+    for name, dtype, shape in variables:
         if is_training_state(name):
             continue
         r = by_tf.get(name)
@@ -227,18 +290,27 @@ def plan_tf_to_torch(reader: CheckpointReader, config) -> list[Row]:
         tf_shape = tuple(reversed(r.shape)) if r.transpose else r.shape
         if tuple(shape) != tf_shape:
             wrong.append(f"{name} {list(shape)} (config says {list(tf_shape)})")
+        if dtype not in _WEIGHT_DTYPES:
+            bad_dtype.append(f"{name} ({dtype})")
         found.append(r)
     if unknown:
         raise ConversionError(
             f"{reader.prefix}: {len(unknown)} variable(s) not in the BERT name table: "
-            f"{', '.join(unknown)}. Only BERT pre-training weights (bert/..., cls/...) and "
+            f"{_listed(unknown)}. Only BERT pre-training weights (bert/..., cls/...) and "
             "optimizer state (adam_m, adam_v, global_step) are understood; remove the others "
             "from the checkpoint with TensorFlow")
     if wrong:
         raise ConversionError(
-            f"{reader.prefix}: shapes do not match the config: {'; '.join(wrong)}. Pass the "
+            f"{reader.prefix}: shapes do not match the config: {_listed(wrong, '; ')}. Pass the "
             "bert_config.json that came with this checkpoint")
+    if bad_dtype:
+        raise ConversionError(
+            f"{reader.prefix}: weights that are not floating point: {_listed(bad_dtype)}. BERT "
+            f"weights are {', '.join(_WEIGHT_DTYPES)}; this checkpoint is damaged or not a "
+            "BERT's")
     _check_groups({r.key for r in found}, rows, "tf_name", reader.prefix)
+    for r in found:
+        reader.check(r.tf_name)  # whole, sized as its shape says, inside its shard
     order = {r.tf_name: i for i, r in enumerate(rows)}
     return sorted(found, key=lambda r: order[r.tf_name])  # the table's order
 

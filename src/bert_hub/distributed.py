@@ -1,6 +1,8 @@
-"""One interface over the three ways of running on several devices, so the training loop has no
-``if ddp:``: a single process on one device, DataParallel over the GPUs of one process (the 2018
-scripts' way), and DistributedDataParallel with one process per device, started by ``torchrun``.
+"""One interface (:class:`Strategy`) over the three ways of running, so the training loop has no
+``if ddp:``: :class:`SingleDeviceStrategy` (one process, one device), :class:`DataParallelStrategy`
+(DataParallel over the GPUs of one process, the 2018 scripts' way) and :class:`DDPStrategy`
+(DistributedDataParallel, one process per device, started by ``torchrun``); :func:`setup` picks
+one from the environment.
 
 ``torchrun`` sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT; they are read when
 :func:`setup` runs. One node or many: torchrun's own rendezvous decides, nothing here changes.
@@ -11,7 +13,6 @@ import contextlib
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
@@ -34,65 +35,152 @@ def _env_int(name: str, default: int) -> int:
                            "launch with torchrun, which sets it, or unset it") from None
 
 
-@dataclass
-class Strategy:
-    """Where this process runs and how it talks to the others.
+_NO_CONTEXT = contextlib.nullcontext()  # reusable: entering it does nothing
+# How DDP says that a parameter got no gradient in the previous step.
+_DDP_UNUSED = ("find_unused_parameters", "Expected to have finished reduction")
 
-    kind: "single" (one device), "dp" (DataParallel over ``n_gpu`` GPUs of this process) or
-    "ddp" (one process per device; ``world_size`` processes in all).
+
+class Strategy:
+    """Where this process runs and how it talks to the others: the interface the training loop
+    calls, with the behaviour of one process (collectives are identities, nothing to wait for).
+
+    kind: a name for logs ("single", "dp", "ddp"); the loop never branches on it.
     """
 
-    kind: str
-    device: torch.device
-    rank: int = 0
-    local_rank: int = 0
-    world_size: int = 1
-    n_gpu: int = 1
+    kind = "single"
+    # Replicas one process feeds per step: its micro-batch holds that many device batches.
+    devices_per_process = 1
+    # Whether a parameter's gradient is final when its post-accumulate-grad hook fires
+    # (not under DDP, whose all-reduce lands after the hooks).
+    gradients_final_in_hooks = True
+
+    def __init__(self, device: torch.device, rank: int = 0, local_rank: int = 0,
+                 world_size: int = 1):
+        self.device = device
+        self.rank, self.local_rank, self.world_size = rank, local_rank, world_size
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(device={self.device}, rank={self.rank}, "
+                f"world_size={self.world_size})")
 
     @property
     def is_main(self) -> bool:
         """Rank 0: the process that logs, writes files and shows progress."""
         return self.rank == 0
 
-    @property
-    def devices_per_process(self) -> int:
-        return self.n_gpu if self.kind == "dp" else 1
-
     # ------------------------------------------------------------------ model
     def wrap(self, model: nn.Module, find_unused_parameters: bool = False) -> nn.Module:
-        """The module to call in the loop (DataParallel / DDP wrapper, or the model itself).
-
-        ``find_unused_parameters`` (DDP only): let DDP walk the autograd graph after each
-        forward to mark parameters that got no gradient as ready, so a model with parameters
-        unused in forward trains instead of stalling the reduction (costs a graph walk per
-        step, hence off by default)."""
-        if self.kind == "dp":
-            return nn.DataParallel(model)
-        if self.kind == "ddp":
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            return nn.parallel.DistributedDataParallel(
-                model, device_ids=ids, find_unused_parameters=find_unused_parameters)
+        """The module to call in the loop (a DataParallel / DDP wrapper, or the model itself)."""
         return model
 
     def no_sync(self, wrapped: nn.Module, skip: bool):
         """Context for one micro-step's backward: with ``skip`` (a non-final micro-step of an
-        accumulation window) DDP keeps the gradients local; they are all-reduced, summed over
-        the window, by the final micro-step's backward."""
-        if skip and self.kind == "ddp":
-            return wrapped.no_sync()
-        return contextlib.nullcontext()
+        accumulation window) the gradients stay local to the process."""
+        return _NO_CONTEXT
+
+    def check_gradients(self, wrapped: nn.Module, named_params) -> None:
+        """Called once, after the first window's backward and before its step: raises when the
+        gradients cannot be reduced as they are."""
+
+    def explain_forward_error(self, error: RuntimeError) -> TrainerError | None:
+        """A TrainerError naming the fix for an error raised by the wrapped forward, or None."""
+        return None
 
     # ------------------------------------------------------------------ collectives
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Sum over ranks, in place (identity in one process)."""
-        if self.kind == "ddp":
-            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        """Sum over ranks, in place."""
         return tensor
+
+    def sum_over_ranks(self, value: float) -> float:
+        """A number summed over ranks."""
+        return value
 
     def all_gather_rows(self, tensor: torch.Tensor) -> list[torch.Tensor]:
         """Every rank's ``tensor`` (shapes may differ in dim 0 only), in rank order."""
-        if self.kind != "ddp":
-            return [tensor]
+        return [tensor]
+
+    def barrier(self) -> None:
+        """Wait until every rank gets here."""
+
+    # ------------------------------------------------------------------ data
+    def eval_indices(self, n: int) -> list[int]:
+        """This rank's share of an evaluation set: ``rank::world_size``, no padding, so each
+        example is seen exactly once; :func:`interleave` restores dataset order."""
+        return list(range(self.rank, n, self.world_size))
+
+
+class SingleDeviceStrategy(Strategy):
+    """One process on one device."""
+
+
+class DataParallelStrategy(Strategy):
+    """One process driving ``n_gpu`` GPUs with ``nn.DataParallel`` (the 2018 scripts' way): each
+    micro-batch is split over the GPUs, whose losses come back one per GPU."""
+
+    kind = "dp"
+
+    def __init__(self, n_gpu: int):
+        super().__init__(torch.device("cuda", 0))
+        self.n_gpu = self.devices_per_process = n_gpu
+
+    def wrap(self, model: nn.Module, find_unused_parameters: bool = False) -> nn.Module:
+        return nn.DataParallel(model)
+
+
+class DDPStrategy(Strategy):
+    """One process per device (``world_size`` in all, started by torchrun), gradients
+    all-reduced by DistributedDataParallel on each window's final backward."""
+
+    kind = "ddp"
+    gradients_final_in_hooks = False
+
+    def wrap(self, model: nn.Module, find_unused_parameters: bool = False) -> nn.Module:
+        """``find_unused_parameters``: let DDP walk the autograd graph after each forward to
+        mark parameters that got no gradient as ready, so a model with parameters unused in
+        forward trains instead of stalling the reduction (costs a graph walk per step, hence
+        off by default)."""
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(
+            model, device_ids=ids, find_unused_parameters=find_unused_parameters)
+
+    def no_sync(self, wrapped: nn.Module, skip: bool):
+        """DDP keeps a skipped micro-step's gradients local; the final micro-step's backward
+        all-reduces them, summed over the window."""
+        return wrapped.no_sync() if skip else _NO_CONTEXT
+
+    def check_gradients(self, wrapped: nn.Module, named_params) -> None:
+        """Without find_unused_parameters, a trainable parameter with no gradient after the
+        first window means DDP's reduction never finished: say so before a step."""
+        if wrapped.find_unused_parameters:
+            return
+        ignored = wrapped.parameters_to_ignore
+        unused = [n for n, p in named_params if p.grad is None and n not in ignored]
+        if unused:
+            shown = ", ".join(unused[:5]) + (f" and {len(unused) - 5} more"
+                                             if len(unused) > 5 else "")
+            raise TrainerError(
+                f"parameters {shown} got no gradient (forward did not use them), so DDP cannot "
+                "reduce the gradients: pass find_unused_parameters=True to the Trainer, or set "
+                "requires_grad=False on parameters that are never used")
+
+    def explain_forward_error(self, error: RuntimeError) -> TrainerError | None:
+        if any(m in str(error) for m in _DDP_UNUSED):
+            return TrainerError(
+                "a parameter got no gradient in an earlier step (forward did not use it "
+                "for that batch), so DDP could not reduce the gradients: pass "
+                "find_unused_parameters=True to the Trainer")
+        return None
+
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+    def sum_over_ranks(self, value: float) -> float:
+        total = torch.tensor([value], dtype=torch.float64, device=self.device)
+        return float(self.all_reduce_sum(total))
+
+    def all_gather_rows(self, tensor: torch.Tensor) -> list[torch.Tensor]:
+        tensor = tensor.to(self.device)  # the backend's device (nccl: this GPU; gloo: any)
         n = torch.tensor([tensor.shape[0]], device=tensor.device)
         sizes = [torch.zeros_like(n) for _ in range(self.world_size)]
         dist.all_gather(sizes, n)
@@ -103,25 +191,11 @@ class Strategy:
         dist.all_gather(parts, padded.contiguous())
         return [part[: int(size)] for part, size in zip(parts, sizes)]
 
-    def all_gather_object(self, obj) -> list:
-        if self.kind != "ddp":
-            return [obj]
-        out = [None] * self.world_size
-        dist.all_gather_object(out, obj)
-        return out
-
     def barrier(self) -> None:
-        if self.kind == "ddp":
-            if self.device.type == "cuda":
-                dist.barrier(device_ids=[self.device.index])
-            else:
-                dist.barrier()
-
-    # ------------------------------------------------------------------ data
-    def eval_indices(self, n: int) -> list[int]:
-        """This rank's share of an evaluation set: ``rank::world_size``, no padding, so each
-        example is seen exactly once; :func:`interleave` restores dataset order."""
-        return list(range(self.rank, n, self.world_size))
+        if self.device.type == "cuda":
+            dist.barrier(device_ids=[self.device.index])
+        else:
+            dist.barrier()
 
 
 def interleave(parts: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -163,8 +237,8 @@ def setup(device: str | torch.device | None = None, backend: str | None = None) 
                     "`torchrun --nproc_per_node=N script.py`, or unset WORLD_SIZE")
             chosen = backend or ("nccl" if device.type == "cuda" else "gloo")
             dist.init_process_group(backend=chosen, rank=rank, world_size=world_size)
-        return Strategy("ddp", device, rank=dist.get_rank(), local_rank=local_rank,
-                        world_size=dist.get_world_size())
+        return DDPStrategy(device, rank=dist.get_rank(), local_rank=local_rank,
+                           world_size=dist.get_world_size())
     if device is None and torch.cuda.device_count() > 1:
         global _hinted_torchrun
         if not _hinted_torchrun:
@@ -172,11 +246,11 @@ def setup(device: str | torch.device | None = None, backend: str | None = None) 
                         "`torchrun --nproc_per_node=%d script.py` is faster (one process per GPU).",
                         torch.cuda.device_count(), torch.cuda.device_count())
             _hinted_torchrun = True
-        return Strategy("dp", torch.device("cuda", 0), n_gpu=torch.cuda.device_count())
+        return DataParallelStrategy(torch.cuda.device_count())
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
-    return Strategy("single", device)
+    return SingleDeviceStrategy(device)
 

@@ -12,21 +12,24 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, TypeVar, Union
 
-from . import cache
+from . import cache, disk
 from .errors import ArchiveLayoutError, EntryNotFoundError
+from .filenames import (  # noqa: F401  (CONFIG_NAME, WEIGHTS_NAME: 0.6.2's names, re-exported)
+    CONFIG_NAME,
+    HF_CONFIG_NAME,
+    SAFE_WEIGHTS_NAME,
+    TF_CHECKPOINT_NAME,
+    TOKENIZER_CONFIG_NAME,
+    VOCAB_NAME,
+    WEIGHTS_NAME,
+)
 from .registry import load_registry, resolve_url
 
-CONFIG_NAME = "bert_config.json"        # Google's, 0.6.2's and ours
-HF_CONFIG_NAME = "config.json"          # Hugging Face's
-WEIGHTS_NAME = "pytorch_model.bin"      # 0.6.2's and Hugging Face's pickled state dict
-SAFE_WEIGHTS_NAME = "model.safetensors"  # ours and Hugging Face's
-VOCAB_NAME = "vocab.txt"
-TF_INDEX_NAME = "bert_model.ckpt.index"  # a Google release folder (TensorFlow checkpoint)
+TF_INDEX_NAME = f"{TF_CHECKPOINT_NAME}.index"  # a Google release folder (TensorFlow checkpoint)
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +53,9 @@ class ModelFiles:
     vocab_file: Optional[Path]
     do_lower_case: Optional[bool] = None   # from the registry, when the name came from it
     max_len: Optional[int] = None          # from the registry, when the name came from it
-    tf_checkpoint: Optional[Path] = None   # a Google checkpoint prefix to convert in memory
-                                           # (set only when weights_file could not be written)
+    tf_checkpoint: Optional[Path] = None   # a Google checkpoint prefix not converted by this call
+                                           # (a read-only folder, or need_weights=False)
+    tokenizer_config_file: Optional[Path] = None  # tokenizer_config.json (casing, max length)
 
 
 def resolve_model(
@@ -64,13 +68,16 @@ def resolve_model(
 ) -> ModelFiles:
     """Return the local files of ``name_or_path``; raise a typed error naming what was tried.
 
-    ``need_weights=False`` (tokenizer, or ``from_pretrained(state_dict=...)``) accepts a folder
-    that has a config or vocabulary but no weights.
+    The one resolver of the library: models, ``BertTokenizer.from_pretrained`` and
+    ``bert-hub convert`` all come here. ``need_weights=False`` (a tokenizer, ``from_pretrained(
+    state_dict=...)``, a conversion) accepts a folder that has a config or a vocabulary but no
+    weights, and a vocabulary file on its own (0.6.2's ``BertTokenizer.from_pretrained(vocab)``);
+    it never converts, and ``tf_checkpoint`` then names the Google checkpoint found, if any.
     """
     text = os.fspath(name_or_path)
     if not str(text).strip():
         raise EntryNotFoundError(
-            f"the model name or path is empty ({text!r}). Accepted: {ACCEPTED_FORMS}.")
+            f"the model name or path is empty ({text!r}). Accepted: {_accepted(need_weights)}.")
     if _looks_like_url(text):
         return _resolve_url(text, cache_dir=cache_dir, force_download=force_download,
                             local_files_only=local_files_only, need_weights=need_weights)
@@ -78,10 +85,13 @@ def resolve_model(
     if path.is_dir():
         return _resolve_local_folder(path, need_weights=need_weights, cache_dir=cache_dir)
     if path.is_file():
+        if not need_weights and not text.endswith(_ARCHIVE_SUFFIXES) and not cache.is_archive(path):
+            return ModelFiles(folder=path.parent, config_file=None, weights_file=None,
+                              vocab_file=path)
         return _resolve_local_file(path, need_weights=need_weights, cache_dir=cache_dir)
     if _looks_like_path(text):
         raise EntryNotFoundError(
-            f"{text!r} does not exist. Accepted: {ACCEPTED_FORMS}; check the path.")
+            f"{text!r} does not exist. Accepted: {_accepted(need_weights)}; check the path.")
     return _resolve_registry_name(text, cache_dir=cache_dir, force_download=force_download,
                                   local_files_only=local_files_only, need_weights=need_weights)
 
@@ -94,15 +104,23 @@ def _resolve_local_folder(folder: Path, *, need_weights: bool, cache_dir=None,
     config = _first_present(folder, found, (CONFIG_NAME, HF_CONFIG_NAME))
     weights = _first_present(folder, found, (SAFE_WEIGHTS_NAME, WEIGHTS_NAME))
     vocab = folder / VOCAB_NAME if VOCAB_NAME in found else None
+    tokenizer_config = folder / TOKENIZER_CONFIG_NAME if TOKENIZER_CONFIG_NAME in found else None
     if config is not None and need_weights and _tf_prefix(folder) is not None and \
             (weights is None or weights.name == SAFE_WEIGHTS_NAME):
         return _resolve_google_tf_folder(folder, need_weights=need_weights, cache_dir=cache_dir,
                                          lock_name=lock_name)
     if config is not None and (weights is not None or not need_weights):
         return ModelFiles(folder=folder, config_file=config, weights_file=weights,
-                          vocab_file=vocab)
+                          vocab_file=vocab, tokenizer_config_file=tokenizer_config,
+                          tf_checkpoint=None if need_weights else _tf_prefix(folder))
     if not need_weights and vocab is not None:
-        return ModelFiles(folder=folder, config_file=None, weights_file=None, vocab_file=vocab)
+        return ModelFiles(folder=folder, config_file=None, weights_file=None, vocab_file=vocab,
+                          tokenizer_config_file=tokenizer_config)
+    if not need_weights:
+        raise EntryNotFoundError(
+            f"{str(folder)!r} has no {VOCAB_NAME}, {CONFIG_NAME} or {HF_CONFIG_NAME} (found: "
+            f"{', '.join(sorted(found)) or 'nothing'}): pass a folder holding a BERT vocabulary "
+            f"or model. Accepted: {_accepted(need_weights)}.")
     looked_for = f"{CONFIG_NAME} or {HF_CONFIG_NAME}" if config is None else \
         f"{SAFE_WEIGHTS_NAME} or {WEIGHTS_NAME}"
     raise ArchiveLayoutError(
@@ -126,8 +144,9 @@ def _resolve_local_file(path: Path, *, need_weights: bool, cache_dir=None) -> Mo
     root = cache.cache_root(cache_dir)
     st = path.stat()
     name = cache.url_entry_name(f"{path.resolve()}?{st.st_size}-{st.st_mtime_ns}").replace("url--", "local--", 1)
-    folder = cache.ensure_local_archive_entry(name, path, root=root, check_layout=check_layout)
-    return _resolve_local_folder(folder, need_weights=need_weights, cache_dir=cache_dir, lock_name=name)
+    return _resolve_entry(
+        name, lambda: cache.ensure_local_archive_entry(name, path, root=root, check_layout=check_layout),
+        need_weights=need_weights, cache_dir=cache_dir)
 
 
 def _resolve_google_tf_folder(folder: Path, *, need_weights: bool, cache_dir=None,
@@ -166,16 +185,26 @@ def ensure_converted(folder: Path, *, cache_dir=None, lock_name: Optional[str] =
         if prefix is None:
             raise ArchiveLayoutError(f"{str(folder)!r} has no TensorFlow checkpoint (*.ckpt.index) "
                                      f"to convert. Accepted: {ACCEPTED_FORMS}.")
+        _sweep_killed_conversions(weights)
+        checkpoint_bytes = sum(p.stat().st_size for p in folder.glob(f"{prefix.name}.data-*"))
+        disk.check_free_space(folder, checkpoint_bytes, f"convert {prefix} to {SAFE_WEIGHTS_NAME}")
         from .convert import convert_tf_checkpoint
-        tmp = folder / f".{SAFE_WEIGHTS_NAME}.{uuid.uuid4().hex}.tmp"
+        tmp = cache.temp_path(weights)
         try:
-            convert_tf_checkpoint(prefix, folder / CONFIG_NAME, tmp, format="safetensors")
+            with disk.writing(tmp, f"converting {prefix}", any_error=False):
+                convert_tf_checkpoint(prefix, folder / CONFIG_NAME, tmp, format="safetensors")
             cache.publish_file(tmp, weights, manifest_folder=folder if in_cache else None)
         finally:
-            if tmp.exists():
-                tmp.unlink()
+            tmp.unlink(missing_ok=True)
         logger.info("Converted %s to %s", prefix, weights)
         return weights
+
+
+def _sweep_killed_conversions(weights: Path) -> None:
+    """Temp files of conversions killed midway (we hold the lock, so none is in progress)."""
+    for stale in weights.parent.glob(f".{weights.name}.*.tmp"):
+        if cache.TEMP_SUFFIX.search(stale.name):
+            stale.unlink(missing_ok=True)
 
 
 def _converted_ok(folder: Path, weights: Path, in_cache: bool) -> bool:
@@ -202,7 +231,7 @@ def _converted_ok(folder: Path, weights: Path, in_cache: bool) -> bool:
 def _tf_prefix(folder: Path) -> Optional[Path]:
     """The checkpoint prefix in a Google folder (bert_model.ckpt, or the only *.index there)."""
     if (folder / TF_INDEX_NAME).is_file():
-        return folder / TF_INDEX_NAME[: -len(".index")]
+        return folder / TF_CHECKPOINT_NAME
     indexes = sorted(folder.glob("*.index"))
     if len(indexes) == 1:
         return indexes[0].with_suffix("")
@@ -213,8 +242,19 @@ def _writable(folder: Path) -> bool:
     return os.access(folder, os.W_OK | os.X_OK)
 
 
+_MODEL_FILE_NAMES = frozenset({CONFIG_NAME, HF_CONFIG_NAME, WEIGHTS_NAME, SAFE_WEIGHTS_NAME,
+                               VOCAB_NAME, TOKENIZER_CONFIG_NAME})
+
+
 def check_layout(folder: Path) -> None:
-    """Refuse, before it is published in the cache, an archive that holds no BERT model."""
+    """Refuse, before it is published in the cache, an archive that holds no BERT model, or a
+    folder where one of the files we read belongs."""
+    not_files = sorted(p.name for p in folder.iterdir() if not p.is_file() and (
+        p.name in _MODEL_FILE_NAMES or ".ckpt" in p.name))
+    if not_files:
+        raise ArchiveLayoutError(
+            f"The archive holds a folder named {not_files[0]!r} where a model has a file of that "
+            f"name. Accepted: {ACCEPTED_FORMS}.")
     found = {p.name for p in folder.iterdir()}
     has_config = bool(found & {CONFIG_NAME, HF_CONFIG_NAME})
     has_weights = bool(found & {SAFE_WEIGHTS_NAME, WEIGHTS_NAME}) or _tf_prefix(folder) is not None
@@ -228,10 +268,57 @@ def _resolve_url(url: str, *, cache_dir=None, force_download: bool = False,
                  local_files_only: bool = False, need_weights: bool = True) -> ModelFiles:
     """An archive at a URL (http(s)://, s3://, file://): one cache entry per URL."""
     name = cache.url_entry_name(url)
-    folder = cache.ensure_archive_entry(
+    return _resolve_entry(name, lambda: cache.ensure_archive_entry(
         name, resolve_url(url), root=cache.cache_root(cache_dir), force_download=force_download,
-        local_files_only=local_files_only, check_layout=check_layout)
-    return _resolve_local_folder(folder, need_weights=need_weights, cache_dir=cache_dir, lock_name=name)
+        local_files_only=local_files_only, check_layout=check_layout),
+        need_weights=need_weights, cache_dir=cache_dir)
+
+
+T = TypeVar("T")
+_ENTRY_ATTEMPTS = 3     # times a cache entry replaced while being read is fetched again
+
+
+def _resolve_entry(name: str, fetch: Callable[[], Path], *, need_weights: bool,
+                   cache_dir) -> ModelFiles:
+    """The files of cache entry `name`, fetched (or found) by `fetch`."""
+    return _retry_when_replaced(
+        fetch, lambda folder: folder,
+        lambda folder: _resolve_local_folder(folder, need_weights=need_weights,
+                                             cache_dir=cache_dir, lock_name=name), name)
+
+
+def read_model(name_or_path: Union[str, os.PathLike], read: Callable[[ModelFiles], T],
+               **resolve_kwargs) -> T:
+    """``read(resolve_model(name_or_path, **resolve_kwargs))``, resolved again when the folder
+    is removed or replaced before ``read`` is done with it (see _retry_when_replaced)."""
+    return _retry_when_replaced(lambda: resolve_model(name_or_path, **resolve_kwargs),
+                                lambda files: files.folder, read, os.fspath(name_or_path))
+
+
+def _retry_when_replaced(locate: Callable[[], T], folder_of: Callable[[T], Path],
+                         use: Callable[[T], object], what: str):
+    """``use(locate())``; when it fails because the folder was removed or replaced meanwhile,
+    locate again (a bounded number of times).
+
+    Reading a cache entry takes no lock (correctness may not depend on one: NFS), so `bert-hub
+    cache rm` or a forced download in another process can pull an entry away between finding
+    it and opening its files. Files already opened stay valid; anything else fails, and the
+    entry is then fetched again, or the caller gets a typed error that says what happened."""
+    for attempt in range(1, _ENTRY_ATTEMPTS + 1):
+        located = locate()
+        folder = folder_of(located)
+        stamp = cache.entry_stamp(folder)   # None: already gone again
+        try:
+            return use(located)
+        except Exception:
+            if stamp is not None and cache.entry_stamp(folder) == stamp:
+                raise
+            if attempt == _ENTRY_ATTEMPTS:
+                raise EntryNotFoundError(
+                    f"{what!r}: its folder {folder} was removed or replaced {attempt} times while "
+                    f"it was being loaded (another process ran `bert-hub cache rm`, or downloaded "
+                    f"it again). Load it again once that process is done.") from None
+            logger.warning("%s was removed or replaced while being loaded; fetching it again", folder)
 
 
 def _resolve_registry_name(name: str, *, cache_dir=None, force_download: bool = False,
@@ -239,10 +326,10 @@ def _resolve_registry_name(name: str, *, cache_dir=None, force_download: bool = 
     """Registry names and aliases (bert-base-uncased, ...): the entry's archive, verified against
     the published hashes, cached under the canonical name."""
     spec = load_registry().get(name)   # UnknownModelError with close names
-    folder = download_model(spec.name, cache_dir=cache_dir, force_download=force_download,
-                            local_files_only=local_files_only, convert=False)
-    files = _resolve_local_folder(folder, need_weights=need_weights, cache_dir=cache_dir,
-                                  lock_name=spec.name)
+    files = _resolve_entry(spec.name, lambda: download_model(
+        spec.name, cache_dir=cache_dir, force_download=force_download,
+        local_files_only=local_files_only, convert=False),
+        need_weights=need_weights, cache_dir=cache_dir)
     return replace(files, do_lower_case=spec.do_lower_case, max_len=spec.max_len)
 
 
@@ -292,11 +379,20 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def _accepted(need_weights: bool) -> str:
+    if need_weights:
+        return ACCEPTED_FORMS
+    return f"{ACCEPTED_FORMS}; without weights (a tokenizer) also a {VOCAB_NAME} file or a folder holding one"
+
+
+_ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+
+
 def _looks_like_url(text: str) -> bool:
     return "://" in text
 
 
 def _looks_like_path(text: str) -> bool:
     return os.sep in text or (os.altsep is not None and os.altsep in text) or \
-        text.startswith(("~", ".")) or text.endswith((".json", ".bin", ".safetensors",
-                                                      ".zip", ".tar.gz", ".tgz"))
+        text.startswith(("~", ".")) or text.endswith((".json", ".bin", ".safetensors", ".txt")
+                                                     + _ARCHIVE_SUFFIXES)

@@ -37,18 +37,21 @@ def from_pretrained(cls, name_or_path, inputs: tuple, kwargs: dict, *, cache_dir
     device = check_device(device)
     if state_dict is not None:
         check_state_dict(state_dict)
-    files = hub.resolve_model(name_or_path, cache_dir=cache_dir, force_download=force_download,
-                              local_files_only=local_files_only, need_weights=state_dict is None)
-    if files.config_file is None:
-        raise ConfigError(f"{str(files.folder)!r} has no {CONFIG_NAME}")
-    config = BertConfig.from_json_file(files.config_file)
-    if state_dict is not None:
-        source = _ARGUMENT
-    elif files.weights_file is None and files.tf_checkpoint is not None:
-        from .convert import tf_to_state_dict   # a read-only Google folder: convert in memory
-        state_dict, source = tf_to_state_dict(files.tf_checkpoint, config), str(files.tf_checkpoint)
-    else:
-        state_dict, source = weights.load_weights(files.weights_file), str(files.weights_file)
+
+    def read(files):   # retried by the hub if a cache entry is replaced meanwhile
+        if files.config_file is None:
+            raise ConfigError(f"{str(files.folder)!r} has no {CONFIG_NAME}")
+        config = BertConfig.from_json_file(files.config_file)
+        if state_dict is not None:
+            return config, state_dict, _ARGUMENT
+        if files.weights_file is None and files.tf_checkpoint is not None:
+            from .convert import tf_to_state_dict   # a read-only Google folder: in memory
+            return config, tf_to_state_dict(files.tf_checkpoint, config), str(files.tf_checkpoint)
+        return config, weights.load_weights(files.weights_file), str(files.weights_file)
+
+    config, state_dict, source = hub.read_model(
+        name_or_path, read, cache_dir=cache_dir, force_download=force_download,
+        local_files_only=local_files_only, need_weights=state_dict is None)
     with torch.device("meta"):
         model = cls(config, *inputs, **kwargs)
     load_checkpoint(model, state_dict, source, torch_dtype=torch_dtype, device=device,

@@ -326,6 +326,7 @@ class BertPreTrainedModel(nn.Module):
                     f"config in `{type(self).__name__}(config)` must be a BertConfig, got "
                     f"{type(config).__name__}. To load a pretrained model use "
                     f"`{type(self).__name__}.from_pretrained(name_or_path)`")
+        config.validate()   # a config holds any values (as in 0.6.2) until a model is built
         self.config = config
 
     def init_bert_weights(self, module: nn.Module) -> None:

@@ -5,24 +5,24 @@ TensorFlow and ``[out, in]`` by ``torch.nn.Linear``, so those rows carry a trans
 decoder weight is tied to the word embeddings and never appears in either direction.
 
 TF -> torch to a ``.safetensors`` file streams tensor by tensor with numpy alone (no torch
-import, memory flat at about the largest tensor); ``.bin`` goes through ``torch.save``.
+import, memory flat at about the largest tensor); ``.bin`` goes through ``torch.save``. Both are
+written, and PyTorch files read, by ``weights`` (the one owner of those formats).
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
-import struct
-import uuid
 from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import NamedTuple
 
 import numpy as np
 
+from bert_hub import weights
 from bert_hub.config import check_sizes
 from bert_hub.errors import ConfigError, ConversionError
+from bert_hub.filenames import SAFE_WEIGHTS_NAME, WEIGHTS_NAME
 from bert_hub.tf_checkpoint import CheckpointReader, write_checkpoint
 
 __all__ = [
@@ -107,12 +107,7 @@ SKIPPED_SLOTS = frozenset({"adam_m", "adam_v", "Adam", "Adam_1", "Momentum", "Ad
                            "RMSProp", "RMSProp_1", "lamb_m", "lamb_v", "ExponentialMovingAverage"})
 SKIPPED_NAMES = frozenset({"global_step", "beta1_power", "beta2_power", "loss_scale",
                            "good_steps", "current_loss_scale"})
-# Module keys that are not weights of their own: the tied MLM decoder (0.6.2 and transformers),
-# and buffers some PyTorch BERTs keep in their state dicts.
-TIED_OR_BUFFER_KEYS = frozenset({"cls.predictions.decoder.weight", "cls.predictions.decoder.bias",
-                                 "bert.embeddings.position_ids"})
 _GROUPS = ("bert", "cls.predictions", "cls.seq_relationship")
-_DECODER_KEY = "cls.predictions.decoder.weight"
 
 
 class Row(NamedTuple):
@@ -336,25 +331,14 @@ def tf_to_state_dict(prefix_or_reader, config=None) -> dict:
 # --------------------------------------------------------------------------- torch -> TF
 
 
-def _normalise_key(key: str) -> str | None:
-    """A PyTorch BERT key -> the 0.6.2 BertForPreTraining key (None: tied/buffer, ignore)."""
-    key = key.removeprefix("module.")  # saved from DataParallel / DDP
-    if not key.startswith(("bert.", "cls.")):
-        key = "bert." + key
-    if key.endswith(".gamma"):  # pytorch-pretrained-bert < 0.5 LayerNorm names
-        key = key[: -len("gamma")] + "weight"
-    elif key.endswith(".beta"):
-        key = key[: -len("beta")] + "bias"
-    return None if key in TIED_OR_BUFFER_KEYS else key
-
-
 def _torch_to_tf(state_dict: Mapping, config) -> dict:
     """{Google name: torch tensor (contiguous, transposed where TF wants)}."""
     rows = name_table(config)
     by_key = {r.key: r for r in rows}
     unknown, wrong, out, seen = [], [], {}, set()
+    normalised = weights.normalise_keys(state_dict)  # tied names and buffers left out
     for key, value in state_dict.items():
-        norm = _normalise_key(key)
+        norm = normalised.get(key)
         if norm is None:
             continue
         r = by_key.get(norm)
@@ -394,23 +378,17 @@ def state_dict_to_tf(state_dict: Mapping, config) -> dict:
 
 
 def _load_state_dict(path) -> dict:
-    import torch
-
     path = os.fspath(path)
     if os.path.isdir(path):
-        for name in ("model.safetensors", "pytorch_model.bin"):
+        for name in (SAFE_WEIGHTS_NAME, WEIGHTS_NAME):
             if os.path.isfile(os.path.join(path, name)):
                 path = os.path.join(path, name)
                 break
         else:
-            raise ConversionError(f"{path}: no model.safetensors or pytorch_model.bin here")
+            raise ConversionError(f"{path}: no {SAFE_WEIGHTS_NAME} or {WEIGHTS_NAME} here")
     if not os.path.isfile(path):
         raise ConversionError(f"{path} does not exist; pass a .safetensors or .bin file")
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        return load_file(path)
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return weights.load_weights(path)
 
 
 def export_tf_checkpoint(state_dict_or_path, config_or_path, out_prefix) -> str:
@@ -424,36 +402,30 @@ def export_tf_checkpoint(state_dict_or_path, config_or_path, out_prefix) -> str:
 
 # --------------------------------------------------------------------------- files
 
-_SAFETENSORS_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64",
-                       "int32": "I32", "int64": "I64", "int16": "I16", "int8": "I8",
-                       "uint8": "U8", "bool": "BOOL"}
-
-
 def _write_safetensors_streaming(reader: CheckpointReader, rows: list[Row], f) -> None:
-    """The safetensors layout (8-byte header length, JSON header, raw bytes) written one tensor
-    at a time, so memory stays at about the largest tensor instead of the whole model."""
-    header, offset = {"__metadata__": {"format": "pt", "source": "tensorflow"}}, 0
-    for r in rows:
-        e = reader.entry(r.tf_name)
-        header[r.key] = {"dtype": _SAFETENSORS_DTYPES[e.dtype], "shape": list(r.shape),
-                         "data_offsets": [offset, offset + e.size]}
-        offset += e.size
-    blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    blob += b" " * (-len(blob) % 8)  # safetensors pads the header to 8-byte alignment
-    f.write(struct.pack("<Q", len(blob)))
-    f.write(blob)
+    """One tensor at a time, so memory stays at about the largest tensor instead of the whole
+    model; the tied decoder weight is listed as an alias of the word embeddings."""
+    entries = {r.key: reader.entry(r.tf_name) for r in rows}
+    infos = [weights.TensorInfo(r.key, weights.dtype_code(entries[r.key].dtype), r.shape,
+                                entries[r.key].size) for r in rows]
+    by_key = {r.key: r for r in rows}
     # Two buffers reused for every tensor (fresh memory is slow to touch): one to read into
     # (read + CRC, no mapped pages kept), one to transpose into.
-    sizes = [reader.entry(r.tf_name).size for r in rows] or [0]
+    sizes = [e.size for e in entries.values()] or [0]
     read_buf = np.empty(max(sizes), dtype=np.uint8)
-    t_buf = np.empty(max([s for s, r in zip(sizes, rows) if r.transpose] or [0]), np.uint8)
-    for r, size in zip(rows, sizes):
+    t_buf = np.empty(max([entries[r.key].size for r in rows if r.transpose] or [0]), np.uint8)
+
+    def data(info: weights.TensorInfo):
+        r = by_key[info.name]
         arr = reader.get_array(r.tf_name, out=read_buf)
         if r.transpose:
-            out = t_buf[:size].view(arr.dtype).reshape(r.shape)
+            out = t_buf[:info.nbytes].view(arr.dtype).reshape(r.shape)
             np.copyto(out, arr.T)
             arr = out
-        f.write(memoryview(arr.reshape(-1).view(np.uint8)))
+        return arr.reshape(-1).view(np.uint8)
+
+    weights.write_safetensors(f, infos, data, metadata={"source": "tensorflow"},
+                              aliases=weights.tied_names(by_key))
 
 
 class _ReleaseWhileWriting:
@@ -481,8 +453,6 @@ def _write_bin_streaming(reader: CheckpointReader, rows: list[Row], f) -> None:
     """torch.save format with flat memory: every tensor is a view of the memory-mapped shard
     (kernels as transposed views, exactly as 0.6.2's converter saved them), CRC-checked as it
     is mapped, pages released as torch.save copies them out."""
-    import torch
-
     state, pending = {}, 0
     for r in rows:
         t = reader.get_tensor(r.tf_name)  # verifies the CRC: touches the pages once
@@ -492,11 +462,11 @@ def _write_bin_streaming(reader: CheckpointReader, rows: list[Row], f) -> None:
             reader.release_pages()
             pending = 0
     reader.release_pages()
-    if "cls.predictions.bias" in state:
-        # 0.6.2's state_dict() lists the tied decoder weight, so a strict load_state_dict of
-        # this file needs it; it shares the embedding's storage, which torch.save stores once.
-        state[_DECODER_KEY] = state["bert.embeddings.word_embeddings.weight"]
-    torch.save(state, _ReleaseWhileWriting(f, reader.release_pages))
+    # 0.6.2's state_dict() lists the tied decoder weight, so a strict load_state_dict of this
+    # file needs it; it shares the embedding's storage, which torch.save stores once.
+    for alias, source in weights.tied_names(state).items():
+        state[alias] = state[source]
+    weights.save_bin(state, _ReleaseWhileWriting(f, reader.release_pages))
 
 
 def _format_of(out_path: str, fmt: str | None) -> str:
@@ -524,18 +494,11 @@ def convert_tf_checkpoint(tf_checkpoint_prefix, config_or_path, out_path, *, for
     rows = plan_tf_to_torch(reader, config)  # every name and shape checked before writing
     parent = os.path.dirname(os.path.abspath(out_path))
     os.makedirs(parent, exist_ok=True)
-    tmp = f"{out_path}.{uuid.uuid4().hex[:12]}.tmp"
+    write = _write_safetensors_streaming if fmt == "safetensors" else _write_bin_streaming
     try:
-        if fmt == "safetensors":
-            with open(tmp, "wb") as f:
-                _write_safetensors_streaming(reader, rows, f)
-        else:
-            with open(tmp, "wb") as f:
-                _write_bin_streaming(reader, rows, f)
-        os.replace(tmp, out_path)
+        with weights.atomic_file(out_path) as f:
+            write(reader, rows, f)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
         reader.close()
     logger.info("converted %s (%d tensors) to %s", reader.prefix, len(rows), out_path)
     return out_path
@@ -559,12 +522,10 @@ def load_tf_weights_in_bert(model, tf_checkpoint_path):
         config = infer_config(reader)
     state = tf_to_state_dict(reader, config)
     keys = set(model.state_dict())
-    with_prefix = "bert.embeddings.word_embeddings.weight" in keys
     mapped, skipped = {}, []
-    for key, value in state.items():
-        target = key if with_prefix else (key[len("bert."):] if key.startswith("bert.") else None)
+    for key, target in weights.map_keys(state, keys).items():
         if target in keys:
-            mapped[target] = value
+            mapped[target] = state[key]
         else:
             skipped.append(key)
     if not mapped:

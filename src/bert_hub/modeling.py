@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn import CrossEntropyLoss
 
-from . import hub
+from . import hf_hub, hub
 from .config import BertConfig
 from .errors import ConfigError, ConversionError, InvalidArgumentError, InvalidInputError
 
@@ -675,14 +675,17 @@ class BertPreTrainedModel(nn.Module):
     def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], *inputs,
                         cache_dir=None, force_download: bool = False,
                         local_files_only: bool = False, torch_dtype=None, device=None,
-                        state_dict: Optional[Dict[str, torch.Tensor]] = None, **kwargs):
+                        state_dict: Optional[Dict[str, torch.Tensor]] = None,
+                        revision: Optional[str] = None, token=None, **kwargs):
         """Build ``cls`` from a model folder, archive, URL or registry name (``hub.resolve_model``).
 
         Extra ``*inputs`` / ``**kwargs`` go to the constructor (e.g. ``num_labels=3``).
         ``torch_dtype``: dtype of floating weights (default float32; "auto" keeps the file's).
         ``device``: where the weights go (default cpu). ``state_dict``: weights to use instead
         of the folder's. Weights missing from the checkpoint are initialised and reported once.
-        Returns the model in eval mode.
+        ``revision`` (branch, tag or commit) and ``token``: for Hugging Face Hub ids (org/name).
+        A config's ``id2label`` / ``label2id`` become ``model.id2label`` / ``model.label2id``
+        (and ``num_labels`` when not given). Returns the model in eval mode.
         """
         kwargs.pop("from_tf", None)   # 0.6.2's flag: a TensorFlow folder is found by its layout
         # Argument mistakes fail here, before a download or a conversion.
@@ -694,16 +697,17 @@ class BertPreTrainedModel(nn.Module):
         files = hub.resolve_model(pretrained_model_name_or_path, cache_dir=cache_dir,
                                   force_download=force_download,
                                   local_files_only=local_files_only,
-                                  need_weights=state_dict is None)
+                                  need_weights=state_dict is None, revision=revision, token=token)
         if files.config_file is None:
             raise ConfigError(f"{str(files.folder)!r} has no {hub.CONFIG_NAME}")
-        config = BertConfig.from_json_file(files.config_file)
+        config = hf_hub.read_config(files.config_file)
+        kwargs, id2label, label2id = hf_hub.label_arguments(cls, config, inputs, kwargs)
         if state_dict is None and files.weights_file is None and files.tf_checkpoint is not None:
             from .convert import tf_to_state_dict   # a read-only Google folder: convert in memory
             state_dict = tf_to_state_dict(files.tf_checkpoint, config)
             source = str(files.tf_checkpoint)
         elif state_dict is None:
-            state_dict = _load_weights_file(files.weights_file)
+            state_dict = hf_hub.read_weights(files.weights_file, _load_weights_file)
             source = str(files.weights_file)
         else:
             source = "the state_dict argument"
@@ -711,6 +715,7 @@ class BertPreTrainedModel(nn.Module):
             model = cls(config, *inputs, **kwargs)
         model._load_checkpoint(state_dict, source, torch_dtype=torch_dtype, device=device,
                                copy=source == "the state_dict argument")
+        model.id2label, model.label2id = id2label, label2id
         return model.eval()
 
     def _load_checkpoint(self, state_dict: Dict[str, torch.Tensor], source: str,
@@ -1017,7 +1022,7 @@ class BertForQuestionAnswering(BertPreTrainedModel):
 
 
 _LOAD_OPTIONS = ("cache_dir", "force_download", "local_files_only", "torch_dtype", "device",
-                 "state_dict")
+                 "state_dict", "revision", "token")
 
 
 def _check_constructor_args(cls, inputs: tuple, kwargs: dict) -> None:

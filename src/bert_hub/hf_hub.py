@@ -65,6 +65,7 @@ _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 # A name ending like a file is a mistyped local path, not a repository.
 _FILE_SUFFIXES = (".json", ".bin", ".safetensors", ".txt", ".zip", ".tar.gz", ".tgz", ".index")
 _TRUE = ("1", "true", "yes", "on")
+_HTTP_CLIENTS = ("httpx", "httpx2", "httpcore", "requests", "urllib3")   # huggingface_hub's, by version
 
 
 # -- what names the Hub -------------------------------------------------------------------------
@@ -183,11 +184,12 @@ def _download(hf, repo_id: str, revision: str, root: Path, *, token, force_downl
               need_weights: bool) -> str:
     """Small files, the BERT check, then the weights; returns the commit id."""
     options = dict(cache_dir=str(root), token=token, endpoint=endpoint(), tqdm_class=_progress_class())
+    # A branch or tag is resolved (and recorded in the cache's refs/) by this first call.
     folder = Path(hf.snapshot_download(repo_id, revision=revision, allow_patterns=SMALL_FILES,
                                        force_download=force_download, **options))
     commit = folder.name
-    present = sorted(f.path for f in hf.get_cached_repo_tree(repo_id, revision=commit,
-                                                             cache_dir=str(root)))
+    info = hf.HfApi(endpoint=endpoint()).model_info(repo_id, revision=commit, token=token)
+    present = sorted(s.rfilename for s in info.siblings or [])
     if HF_CONFIG_NAME not in present:
         raise ArchiveLayoutError(
             f"{repo_id} has no {HF_CONFIG_NAME}, so it is not a transformers model "
@@ -314,35 +316,44 @@ def _progress_class():
 
 @contextlib.contextmanager
 def _hub_errors(repo_id: str, revision: str) -> Iterator[None]:
-    """huggingface_hub's and httpx's exceptions -> ours, naming the repository and the fix."""
-    from huggingface_hub import errors as hf_errors
+    """huggingface_hub's (and its HTTP client's) exceptions -> ours, naming the repository and
+    the fix. Imported from ``huggingface_hub.utils``, where every version since 0.20 has them."""
+    from huggingface_hub.utils import (
+        EntryNotFoundError as HubEntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
     where = f"{repo_id} (revision {revision!r}) at {endpoint()}"
     try:
         yield
-    except hf_errors.GatedRepoError:
+    except GatedRepoError:
         raise AccessDeniedError(
             f"{where} is gated: accept its conditions at {endpoint()}/{repo_id}, then pass "
             "token=... (or set HF_TOKEN, or log in with `hf auth login`)") from None
-    except hf_errors.RepositoryNotFoundError:
+    except RepositoryNotFoundError:
         raise EntryNotFoundError(
             f"{repo_id!r} is neither a local folder nor a model on the Hugging Face Hub at "
             f"{endpoint()} (or it is private: pass token=...); check the name") from None
-    except hf_errors.RevisionNotFoundError:
+    except RevisionNotFoundError:
         raise EntryNotFoundError(
             f"{repo_id} has no revision {revision!r} at {endpoint()}: pass an existing branch, "
             "tag or full commit id") from None
-    except hf_errors.RemoteEntryNotFoundError as exc:
-        raise EntryNotFoundError(f"a file of {where} is missing on the Hub ({_first_line(exc)}); "
-                                 "the repository is incomplete") from None
-    except (hf_errors.LocalEntryNotFoundError, hf_errors.OfflineModeIsEnabled) as exc:
-        if _hf_offline_at_import() or isinstance(exc, hf_errors.OfflineModeIsEnabled):
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
+        if _hf_offline_at_import() or isinstance(exc, OfflineModeIsEnabled):
             raise OfflineError(
                 f"{where} is not complete in the Hugging Face cache and huggingface_hub is in "
                 "offline mode (HF_HUB_OFFLINE was set when it was imported): download it once "
                 "while online") from None
         raise DownloadError(f"{where} could not be reached ({_first_line(exc)}) and is not "
                             "complete in the Hugging Face cache; check the connection") from None
-    except hf_errors.HfHubHTTPError as exc:
+    except HubEntryNotFoundError as exc:   # after LocalEntryNotFoundError, its subclass
+        raise EntryNotFoundError(f"a file of {where} is missing on the Hub ({_first_line(exc)}); "
+                                 "the repository is incomplete") from None
+    except HfHubHTTPError as exc:
         response = getattr(exc, "response", None)
         status = getattr(response, "status_code", None)
         url = str(getattr(getattr(response, "request", None), "url", ""))
@@ -353,8 +364,9 @@ def _hub_errors(repo_id: str, revision: str) -> Iterator[None]:
     except BertHubError:
         raise
     except Exception as exc:
-        # The transfer itself: httpx2's transport errors, or a size check after a cut connection.
-        transport = type(exc).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore")
+        # The transfer itself: the HTTP client's transport errors, or a size check after a cut
+        # connection; huggingface_hub's ValueError when force_download meets a failed request.
+        transport = type(exc).__module__.split(".")[0] in _HTTP_CLIENTS
         if not (transport or isinstance(exc, (OSError, ValueError))):
             raise
         raise DownloadError(f"downloading {where} failed: {type(exc).__name__}: "

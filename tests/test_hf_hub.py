@@ -234,12 +234,17 @@ def test_errors_name_the_problem(fake_hub, ner, tmp_path):
     assert any(r.authorization == "Bearer hf_secret" for r in fake_hub.requests)
 
 
+def local_folder(folder: Path, files) -> dict:
+    """The repository's files written to ``folder``; returns its config.json as a dict."""
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return json.loads((folder / "config.json").read_text())
+
+
 def test_wrong_architecture_in_a_local_folder_too(tmp_path, ner):
     folder = tmp_path / "distil"
-    folder.mkdir()
-    for name, data in ner[0].items():
-        (folder / name).write_bytes(data)
-    config = json.loads((folder / "config.json").read_text())
+    config = local_folder(folder, ner[0])
     (folder / "config.json").write_text(json.dumps({**config, "model_type": "distilbert"}))
     with pytest.raises(ConfigError, match="'distilbert' model"):
         BertModel.from_pretrained(folder)
@@ -247,10 +252,7 @@ def test_wrong_architecture_in_a_local_folder_too(tmp_path, ner):
 
 def test_config_fields_are_mapped(tmp_path, ner):
     folder = tmp_path / "m"
-    folder.mkdir()
-    for name, data in ner[0].items():
-        (folder / name).write_bytes(data)
-    config = json.loads((folder / "config.json").read_text())
+    config = local_folder(folder, ner[0])
     for hf_act, ours in (("gelu_python", "gelu"), ("gelu_fast", "gelu_new"), ("gelu_new", "gelu_new")):
         (folder / "config.json").write_text(json.dumps({**config, "hidden_act": hf_act}))
         assert hf_hub.read_config(folder / "config.json").hidden_act == ours

@@ -46,6 +46,7 @@ class _Repo:
     refs: Dict[str, str] = field(default_factory=dict)                   # branch or tag -> sha
     gated: bool = False
     accepted_tokens: Tuple[str, ...] = ()
+    lost: Tuple[str, ...] = ()    # listed, but answered 404 EntryNotFound (an inconsistent repo)
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,11 @@ class FakeHub:
     def tag(self, repo_id: str, name: str, sha: str) -> None:
         with self._lock:
             self._repos[repo_id].refs[name] = sha
+
+    def lose(self, repo_id: str, path: str) -> None:
+        """``path`` stays in the listings but its download answers 404 EntryNotFound."""
+        with self._lock:
+            self._repos[repo_id].lost += (path,)
 
     def rename(self, old: str, new: str) -> None:
         with self._lock:
@@ -285,7 +291,7 @@ class _HubHandler(BaseHTTPRequestHandler):
             return self._error(401, "GatedRepo", f"Access to model {repo_id} is restricted. You must "
                                                  "have access to it and be authenticated to access it.")
         data = repo.commits[sha].get(name)
-        if data is None:
+        if data is None or name in repo.lost:
             return self._error(404, "EntryNotFound", f"{name} does not exist on \"{revision}\"",
                                {"X-Repo-Commit": sha})
         headers = {"X-Repo-Commit": sha, "Accept-Ranges": "bytes"}

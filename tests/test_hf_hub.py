@@ -193,6 +193,17 @@ def test_offline_after_a_first_download(fake_hub, ner, monkeypatch):
         BertModel.from_pretrained("acme/other", local_files_only=True)
 
 
+def test_cache_dir_is_the_hugging_face_cache_for_this_call(fake_hub, ner, hf_home, tmp_path):
+    fake_hub.add_repo("acme/tiny-ner", ner[0])
+    custom = tmp_path / "elsewhere"
+    same_outputs(BertForTokenClassification.from_pretrained("acme/tiny-ner", cache_dir=custom),
+                 ner[1])
+    assert BertTokenizer.from_pretrained("acme/tiny-ner", cache_dir=custom).vocab_file.startswith(
+        str(custom))
+    assert list(snapshot_dir(custom, "acme/tiny-ner").glob("*/model.safetensors"))
+    assert not hf_home.exists()
+
+
 def test_force_download_fetches_again(fake_hub, ner):
     fake_hub.add_repo("acme/tiny-ner", ner[0])
     path = fake_hub.lfs_path(ner[0]["model.safetensors"])
@@ -225,6 +236,11 @@ def test_errors_name_the_problem(fake_hub, ner, tmp_path):
     fake_hub.add_repo("acme/no-config", {"README.md": b"hi"})
     with pytest.raises(ArchiveLayoutError, match="acme/no-config has no config.json"):
         BertModel.from_pretrained("acme/no-config")
+
+    fake_hub.add_repo("acme/lost", ner[0])
+    fake_hub.lose("acme/lost", "model.safetensors")      # listed, but the download is a 404
+    with pytest.raises(EntryNotFoundError, match=r"a file of acme/lost .* is missing on the Hub"):
+        BertModel.from_pretrained("acme/lost")
 
     fake_hub.add_repo("acme/gated", ner[0], gated=True, accepted_tokens=("hf_secret",))
     with pytest.raises(AccessDeniedError, match="acme/gated .* is gated: accept its conditions"):
@@ -281,6 +297,7 @@ def test_sharded_safetensors_preferred_over_pickles(fake_hub, tmp_path):
     model = write_model(folder, "BertForMaskedLM")
     model.save_pretrained(folder, max_shard_size="40KB")
     files = repo_files(folder)
+    files.pop("model.safetensors", None)                    # the unsharded file of the first save
     shards = [n for n in files if n.startswith("model-") and n.endswith(".safetensors")]
     assert len(shards) >= 2 and "model.safetensors.index.json" in files
     files["pytorch_model.bin"] = b"never fetched"
@@ -292,6 +309,12 @@ def test_sharded_safetensors_preferred_over_pickles(fake_hub, tmp_path):
                                    model(IDS, attention_mask=MASK).logits[:, :6], rtol=0, atol=1e-5)
     assert fake_hub.cdn.count(fake_hub.lfs_path(b"never fetched")) == 0
     assert fake_hub.count("HEAD", "pytorch_model.bin") == 0
+
+    del files[shards[-1]]                                    # the index names a shard not there
+    fake_hub.add_repo("acme/short", files)
+    with pytest.raises(EntryNotFoundError, match=rf"names shards the repository does not hold: "
+                                                 rf"\['{shards[-1]}'\]"):
+        BertForMaskedLM.from_pretrained("acme/short")
 
 
 def test_pytorch_model_bin_loads_with_weights_only(fake_hub, tmp_path, ner):
@@ -398,6 +421,7 @@ _BERT_HUB_LOAD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_what_transformers_downloaded_loads_with_no_network(fake_hub, ner, tmp_path, monkeypatch):
     """huggingface_hub reads HF_ENDPOINT and HF_HUB_OFFLINE at import: each side runs in a child
     process started with the environment in place."""

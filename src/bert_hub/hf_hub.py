@@ -256,7 +256,13 @@ def _weights_to_fetch(repo_id: str, folder: Path, present: List[str]) -> List[st
     """The weights files to download: the first of WEIGHTS_PREFERENCE the repo has."""
     for name in WEIGHTS_PREFERENCE:
         if name in present:
-            return [name] + (_shard_names(folder / name) if name.endswith(INDEX_SUFFIX) else [])
+            shards = _shard_names(folder / name) if name.endswith(INDEX_SUFFIX) else []
+            absent = [s for s in shards if s not in present]
+            if absent:
+                raise EntryNotFoundError(
+                    f"{repo_id}'s {name} names shards the repository does not hold: {absent}; "
+                    "the checkpoint is incomplete")
+            return [name] + shards
     raise ArchiveLayoutError(
         f"{repo_id} has no PyTorch weights ({', '.join(WEIGHTS_PREFERENCE)}); it holds: "
         f"{_sample(present)}. Only safetensors and pytorch_model.bin checkpoints are loaded")

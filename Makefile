@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 
-.PHONY: install install-test test demo bench lint
+.PHONY: install install-test test demo bench lint gpu-check gpu-wheels
 
 install:            ## the package and its runtime deps (CPU torch 2.13.0 pinned first)
 	$(PIP) install -q torch==2.13.0
@@ -23,3 +23,15 @@ bench: install-test ## speed and memory ratios against the peers; writes bench-r
 
 lint: install-test
 	$(PYTHON) -m ruff check src tests scripts
+
+# Where `make gpu-check` writes its results; wheels that `make gpu-wheels` fetches for it.
+OUT ?= gpu-results
+GPU_WHEELS := crc32c==2.9.post0 boto3==1.44.8 botocore==1.44.8 s3transfer==0.19.3 \
+	jmespath==1.1.0 python-dateutil==2.9.0.post0 six==1.17.0
+
+gpu-check:          ## every CUDA path, unattended and offline, ~8 min; results in $(OUT)/ (docs/gpu.md)
+	OUT="$(OUT)" PYTHON="$(PYTHON)" bash scripts/gpu_check.sh
+
+gpu-wheels:         ## wheels a bare GPU machine may lack (Python 3.12, manylinux x86_64) into .whl/
+	$(PIP) download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 -d .whl $(GPU_WHEELS)

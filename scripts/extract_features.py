@@ -20,9 +20,8 @@ import sys
 
 import torch
 
-from bert_hub import tasks
 from bert_hub.errors import EntryNotFoundError
-from bert_hub.tasks import glue
+from bert_hub.tasks import glue, script_support
 
 logger = logging.getLogger("extract_features")
 _PAIR = re.compile(r"^(.*) \|\|\| (.*)$")
@@ -95,7 +94,7 @@ def main(argv=None):
                         datefmt="%H:%M:%S", level=logging.INFO)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.no_cuda else "cpu")
     examples = read_examples(args.input_file)
-    tokenizer = tasks.load_tokenizer(args)
+    tokenizer = script_support.load_tokenizer(args)
     model = BertModel.from_pretrained(args.bert_model, cache_dir=args.cache_dir, device=device)
     n_layers = model.config.num_hidden_layers
     bad = [i for i in args.layer_indexes if not -n_layers <= i < n_layers]
@@ -123,4 +122,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    tasks.run_cli(main)
+    script_support.run_cli(main)

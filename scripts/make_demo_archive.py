@@ -16,6 +16,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from bert_hub.filenames import VOCAB_NAME
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "src" / "bert_hub" / "data"
 TOP = "uncased_L-2_H-32_A-2"
@@ -52,7 +54,7 @@ def main() -> None:
              "--vocab", str(len(tokens)), "--max-position", "128", "--no-adam",
              "--with-config", "--seed", "2018"],
             check=True)
-        (folder / "vocab.txt").write_text("\n".join(tokens) + "\n", encoding="utf-8")
+        (folder / VOCAB_NAME).write_text("\n".join(tokens) + "\n", encoding="utf-8")
         names = sorted(p.name for p in folder.iterdir())
         archive = DATA / "bert-hub-demo.zip"
         with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:

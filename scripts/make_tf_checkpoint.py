@@ -21,6 +21,8 @@ import sys
 
 import numpy as np
 
+from bert_hub.filenames import CONFIG_NAME, TF_CHECKPOINT_NAME, VOCAB_NAME
+
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 # Extra variables (outside the BERT name table) for reader tests of every dtype we support.
 EXTRA_DTYPES = ["float32", "float16", "bfloat16", "float64", "int32", "int64"]
@@ -83,7 +85,7 @@ def _values(rng: np.random.Generator, name: str, shape, dtype: str) -> np.ndarra
 
 def build(out_dir: str, cfg: dict, *, dtype: str = "float32", adam: bool = True,
           extra_dtypes: bool = False, partitioned: bool = False, seed: int = 0, with_config: bool = False,
-          with_vocab: bool = False, prefix_name: str = "bert_model.ckpt",
+          with_vocab: bool = False, prefix_name: str = TF_CHECKPOINT_NAME,
           global_step: int = 1000) -> str:
     """Write the checkpoint (and optionally config/vocab) into ``out_dir``; return the prefix."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -148,12 +150,12 @@ def build(out_dir: str, cfg: dict, *, dtype: str = "float32", adam: bool = True,
             "type_vocab_size": cfg["type_vocab_size"],
             "vocab_size": cfg["vocab_size"],
         }
-        with open(os.path.join(out_dir, "bert_config.json"), "w") as f:
+        with open(os.path.join(out_dir, CONFIG_NAME), "w") as f:
             json.dump(google_config, f, indent=2, sort_keys=True)
             f.write("\n")
     if with_vocab:
         words = SPECIAL_TOKENS + [f"w{k}" for k in range(cfg["vocab_size"] - len(SPECIAL_TOKENS))]
-        with open(os.path.join(out_dir, "vocab.txt"), "w") as f:
+        with open(os.path.join(out_dir, VOCAB_NAME), "w") as f:
             f.write("\n".join(words[: cfg["vocab_size"]]) + "\n")
     return prefix
 
@@ -178,7 +180,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--with-config", action="store_true", help="also write bert_config.json")
     ap.add_argument("--with-vocab", action="store_true", help="also write vocab.txt")
-    ap.add_argument("--prefix-name", default="bert_model.ckpt")
+    ap.add_argument("--prefix-name", default=TF_CHECKPOINT_NAME)
     args = ap.parse_args(argv)
     cfg = {
         "num_hidden_layers": args.layers, "hidden_size": args.hidden,

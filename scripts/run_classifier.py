@@ -15,8 +15,7 @@ import argparse
 import logging
 import os
 
-from bert_hub import tasks
-from bert_hub.tasks import glue
+from bert_hub.tasks import glue, script_support
 
 logger = logging.getLogger("run_classifier")
 
@@ -35,9 +34,9 @@ def parse_args(argv=None):
                         help="label the test set into test_results.tsv")
     parser.add_argument("--skip_malformed_rows", action="store_true",
                         help="skip (and log) rows with missing columns instead of stopping")
-    tasks.add_common_args(parser)
+    script_support.add_common_args(parser)
     args = parser.parse_args(argv)
-    tasks.check_common_args(parser, args)
+    script_support.check_common_args(parser, args)
     if not (args.do_train or args.do_eval or args.do_predict):
         parser.error("nothing to do: pass --do_train, --do_eval and/or --do_predict")
     if args.max_seq_length < 4:
@@ -49,7 +48,7 @@ def main(argv=None):
     parser, args = parse_args(argv)
     task = glue.get_task(args.task_name)  # an unknown name fails before anything is loaded
     processor = glue.GlueProcessor(task.name, skip_malformed=args.skip_malformed_rows)
-    strategy = tasks.launch(args)
+    strategy = script_support.launch(args)
     # read the data first: a bad file should not cost a model download
     train_examples = processor.get_train_examples(args.data_dir) if args.do_train else None
     eval_sets = {}
@@ -62,7 +61,7 @@ def main(argv=None):
 
     from bert_hub.modeling import BertForSequenceClassification
 
-    tokenizer = tasks.load_tokenizer(args)
+    tokenizer = script_support.load_tokenizer(args)
     model = BertForSequenceClassification.from_pretrained(
         args.bert_model, num_labels=task.num_labels, cache_dir=args.cache_dir)
     labels = processor.get_labels()
@@ -73,15 +72,15 @@ def main(argv=None):
         return glue.dataset(features, task.output_mode)
 
     train_data = to_dataset(train_examples) if args.do_train else None
-    batch_size = tasks.per_device_batch_size(parser, args, strategy) if args.do_train else 1
-    trainer = tasks.make_trainer(args, glue.SequenceClassifier(model, task.output_mode),
-                                 train_data, batch_size,
-                                 compute_metrics=glue.metrics_function(task.name))
+    batch_size = script_support.per_device_batch_size(parser, args, strategy) if args.do_train else 1
+    trainer = script_support.make_trainer(args, glue.SequenceClassifier(model, task.output_mode),
+                                          train_data, batch_size,
+                                          compute_metrics=glue.metrics_function(task.name))
     results = {}
     if args.do_train:
         logger.info("training on %d examples, %d optimizer steps", len(train_data),
                     trainer.total_steps)
-        summary = tasks.train_and_save(trainer, model, tokenizer, args, strategy)
+        summary = script_support.train_and_save(trainer, model, tokenizer, args, strategy)
         results.update(global_step=summary["global_step"], loss=summary["train_loss"])
 
     for name, examples in eval_sets.items():
@@ -89,7 +88,7 @@ def main(argv=None):
         prefix = "mm_" if name == "mnli-mm" else ""
         results.update({prefix + k: v for k, v in metrics.items()})
     if eval_sets and strategy.is_main:
-        tasks.write_results(args.output_dir, results)
+        script_support.write_results(args.output_dir, results)
 
     if args.do_predict:
         logits = trainer.predict(to_dataset(test_examples))  # (N, num_labels)
@@ -110,4 +109,4 @@ def write_test_results(path: str, task, labels, logits) -> None:
 
 
 if __name__ == "__main__":
-    tasks.run_cli(main)
+    script_support.run_cli(main)

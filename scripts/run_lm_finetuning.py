@@ -15,8 +15,7 @@ import argparse
 import logging
 import random
 
-from bert_hub import tasks
-from bert_hub.tasks import pretraining
+from bert_hub.tasks import pretraining, script_support
 
 logger = logging.getLogger("run_lm_finetuning")
 
@@ -39,9 +38,9 @@ def parse_args(argv=None):
         help="passes over the corpus with different masks (Google uses 10 for pre-training)")
     add("--whole_word_mask", action="store_true", help="mask all pieces of a word together")
     add("--on_memory", action="store_true", help="accepted for compatibility: data is in memory")
-    tasks.add_common_args(parser, train_batch_size=32, learning_rate=3e-5, num_train_epochs=3.0)
+    script_support.add_common_args(parser, train_batch_size=32, learning_rate=3e-5, num_train_epochs=3.0)
     args = parser.parse_args(argv)
-    tasks.check_common_args(parser, args)
+    script_support.check_common_args(parser, args)
     if not (args.do_train or args.do_eval):
         parser.error("nothing to do: pass --do_train and/or --do_eval")
     if args.do_train and not args.train_corpus:
@@ -57,11 +56,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     parser, args = parse_args(argv)
-    strategy = tasks.launch(args)
+    strategy = script_support.launch(args)
 
     from bert_hub.modeling import BertForPreTraining
 
-    tokenizer = tasks.load_tokenizer(args)
+    tokenizer = script_support.load_tokenizer(args)
 
     def build(path, seed):
         # the same seed on every rank: every process builds the same instances
@@ -74,22 +73,21 @@ def main(argv=None):
     train_data = build(args.train_corpus, args.seed) if args.do_train else None
     eval_data = build(args.eval_corpus, args.seed + 1) if args.do_eval else None
     model = BertForPreTraining.from_pretrained(args.bert_model, cache_dir=args.cache_dir)
-    batch_size = tasks.per_device_batch_size(parser, args, strategy) if args.do_train else 1
-    trainer = tasks.make_trainer(args, pretraining.PreTrainingObjective(model), train_data,
-                                 batch_size,
-                                 compute_metrics=pretraining.pretraining_metrics)
+    batch_size = script_support.per_device_batch_size(parser, args, strategy) if args.do_train else 1
+    trainer = script_support.make_trainer(args, pretraining.PreTrainingObjective(model), train_data,
+                                          batch_size, compute_metrics=pretraining.pretraining_metrics)
     results = {}
     if args.do_train:
         logger.info("training on %d sequence pairs, %d optimizer steps", len(train_data),
                     trainer.total_steps)
-        summary = tasks.train_and_save(trainer, model, tokenizer, args, strategy)
+        summary = script_support.train_and_save(trainer, model, tokenizer, args, strategy)
         results.update(global_step=summary["global_step"], loss=summary["train_loss"])
     if args.do_eval:
         results.update(trainer.evaluate(eval_data))
     if results and strategy.is_main:
-        tasks.write_results(args.output_dir, results)
+        script_support.write_results(args.output_dir, results)
     strategy.barrier()
 
 
 if __name__ == "__main__":
-    tasks.run_cli(main)
+    script_support.run_cli(main)

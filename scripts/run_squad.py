@@ -16,8 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from bert_hub import tasks
-from bert_hub.tasks import squad
+from bert_hub.tasks import squad, script_support
 
 logger = logging.getLogger("run_squad")
 
@@ -42,9 +41,9 @@ def parse_args(argv=None):
         help="SQuAD 2.0: questions may have no answer")
     add("--null_score_diff_threshold", type=float, default=0.0,
         help="predict no answer when null score - best span score exceeds this")
-    tasks.add_common_args(parser, train_batch_size=32, learning_rate=5e-5, num_train_epochs=3.0)
+    script_support.add_common_args(parser, train_batch_size=32, learning_rate=5e-5, num_train_epochs=3.0)
     args = parser.parse_args(argv)
-    tasks.check_common_args(parser, args)
+    script_support.check_common_args(parser, args)
     if not (args.do_train or args.do_predict):
         parser.error("nothing to do: pass --do_train and/or --do_predict")
     if args.do_train and not args.train_file:
@@ -61,7 +60,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     parser, args = parse_args(argv)
-    strategy = tasks.launch(args)
+    strategy = script_support.launch(args)
     if args.verbose_logging:
         logging.getLogger("bert_hub.tasks.squad").setLevel(logging.DEBUG)
     # read the data first: a bad file should not cost a model download
@@ -72,7 +71,7 @@ def main(argv=None):
 
     from bert_hub.modeling import BertForQuestionAnswering
 
-    tokenizer = tasks.load_tokenizer(args)
+    tokenizer = script_support.load_tokenizer(args)
     model = BertForQuestionAnswering.from_pretrained(args.bert_model, cache_dir=args.cache_dir)
 
     def features(examples, is_training):
@@ -81,13 +80,13 @@ def main(argv=None):
             is_training)
 
     train_data = squad.dataset(features(train_examples, True), True) if args.do_train else None
-    batch_size = tasks.per_device_batch_size(parser, args, strategy) if args.do_train else 1
-    trainer = tasks.make_trainer(args, model, train_data, batch_size)
+    batch_size = script_support.per_device_batch_size(parser, args, strategy) if args.do_train else 1
+    trainer = script_support.make_trainer(args, model, train_data, batch_size)
 
     if args.do_train:
         logger.info("training on %d examples (%d windows), %d optimizer steps",
                     len(train_examples), len(train_data), trainer.total_steps)
-        tasks.train_and_save(trainer, model, tokenizer, args, strategy)
+        script_support.train_and_save(trainer, model, tokenizer, args, strategy)
 
     if args.do_predict:
         predict_features = features(predict_examples, False)
@@ -113,8 +112,8 @@ def write_and_score(args, tokenizer, examples, features, results) -> None:
         return
     results = squad.evaluate(dataset, predictions, args.version_2_with_negative,
                              null_odds or None)
-    tasks.write_results(args.output_dir, results)
+    script_support.write_results(args.output_dir, results)
 
 
 if __name__ == "__main__":
-    tasks.run_cli(main)
+    script_support.run_cli(main)

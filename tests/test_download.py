@@ -347,6 +347,29 @@ def test_progress_follows_the_environment_and_the_terminal(monkeypatch, server, 
     assert "bert-demo" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("value, shown", [("yes", False), ("TRUE", False), ("on", False),
+                                          ("0", True), ("off", True), ("", True)])
+def test_yes_no_variables_read_one_way(monkeypatch, value, shown):
+    """BERT_HUB_DISABLE_PROGRESS and BERT_HUB_OFFLINE share one reading of yes/no."""
+    from bert_hub import cache
+    monkeypatch.setattr(download, "_stderr_is_tty", lambda: True)
+    monkeypatch.setenv("BERT_HUB_DISABLE_PROGRESS", value)
+    monkeypatch.setenv("BERT_HUB_OFFLINE", value)
+    assert download._progress_enabled(None) is shown
+    assert cache.is_offline() is not shown
+
+
+def test_yes_no_variable_with_another_value_is_a_clear_error(monkeypatch):
+    from bert_hub import cache
+    from bert_hub.errors import InvalidInputError
+    monkeypatch.setenv("BERT_HUB_DISABLE_PROGRESS", "maybe")
+    with pytest.raises(InvalidInputError, match="BERT_HUB_DISABLE_PROGRESS='maybe' is not a yes/no"):
+        download._progress_enabled(None)
+    monkeypatch.setenv("BERT_HUB_OFFLINE", "sometimes")
+    with pytest.raises(InvalidInputError, match="BERT_HUB_OFFLINE='sometimes'"):
+        cache.is_offline()
+
+
 def test_disk_full_is_a_clear_error(server, tmp_path):
     if not Path("/dev/full").exists():
         pytest.skip("needs /dev/full to simulate a full disk")

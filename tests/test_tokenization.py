@@ -443,9 +443,10 @@ def test_from_pretrained_warns_when_casing_contradicts_folder(vocab_file, tmp_pa
 
 
 def test_from_pretrained_missing_things(tmp_path):
-    with pytest.raises(EntryNotFoundError, match="no file or folder at .*nowhere"):
+    with pytest.raises(EntryNotFoundError, match=r"nowhere' does not exist.*a vocab.txt file"):
         BertTokenizer.from_pretrained(str(tmp_path / "nowhere"))
-    with pytest.raises(EntryNotFoundError, match=r"has no vocab.txt: pass a folder holding"):
+    with pytest.raises(EntryNotFoundError, match=r"has no vocab.txt, bert_config.json or "
+                                                 r"config.json .*pass a folder holding"):
         BertTokenizer.from_pretrained(str(tmp_path))
     model_only = tmp_path / "model_only"
     model_only.mkdir()
@@ -558,3 +559,138 @@ def test_public_names_are_exported():
     assert bert_hub.BertTokenizer is BertTokenizer
     assert bert_hub.BasicTokenizer is BasicTokenizer
     assert bert_hub.WordpieceTokenizer is WordpieceTokenizer
+
+
+# --- Google's tokenizer and module functions (drop-in for its tokenization.py) -------------------
+
+from bert_hub import tokenization  # noqa: E402
+from bert_hub.tokenization import CONTROLS_GOOGLE, FullTokenizer  # noqa: E402
+
+
+def _google_control(char):
+    """Google's current definition: only Cc and Cf count, tab/newline/CR are whitespace."""
+    return char not in "\t\n\r" and unicodedata.category(char) in ("Cc", "Cf")
+
+
+@pytest.fixture
+def google_reference(monkeypatch):
+    """Google's FullTokenizer as its definition says, built from 0.6.2's classes: no
+    never_split, WordPiece up to 200 characters, only Cc/Cf dropped as control characters."""
+    monkeypatch.setattr(old, "_is_control", _google_control)
+
+    def build(vocab_file, lower):
+        basic = old.BasicTokenizer(do_lower_case=lower, never_split=())
+        wordpiece = old.WordpieceTokenizer(vocab=old.load_vocab(vocab_file),
+                                           max_input_chars_per_word=200)
+        return lambda text: [p for w in basic.tokenize(text) for p in wordpiece.tokenize(w)]
+    return build
+
+
+def _google_mode_texts(seed=5):
+    """SAMPLE, plus words of 95-210 characters and the code points the two definitions of
+    a control character disagree on (private use, unassigned, surrogates)."""
+    rng = random.Random(seed)
+    letters = "abcdefghij\u00e9\u4e2d"
+    texts = list(SAMPLE)
+    for _ in range(60):
+        words = ["".join(rng.choice(letters) for _ in range(rng.randint(95, 210)))
+                 for _ in range(rng.randint(1, 4))]
+        words.insert(rng.randint(0, len(words)), rng.choice(
+            ["\ue000", "x\uf8ffy", "\U000f0000", "\ufa6e", "\u0378z", "a\ud800b", "[CLS]", "\u200b"]))
+        texts.append(" ".join(words))
+    return texts
+
+
+@pytest.mark.parametrize("lower", [True, False])
+def test_full_tokenizer_is_googles(vocab_file, lower, google_reference):
+    ours = FullTokenizer(vocab_file, do_lower_case=lower)
+    reference = google_reference(vocab_file, lower)
+    texts = _google_mode_texts()
+    for text in texts:
+        assert ours.tokenize(text) == reference(text), text
+    # The three settings matter on these texts: 0.6.2's defaults give other tokens.
+    default = BertTokenizer(vocab_file, do_lower_case=lower)
+    assert sum(default.tokenize(t) != ours.tokenize(t) for t in texts) > 30
+
+
+def test_google_wordpiece_length_limit_matches_062_set_to_200():
+    """0.6.2's WordpieceTokenizer with max_input_chars_per_word=200 is Google's; a 101-200
+    character word is [UNK] by default (0.6.2) and word-pieced in Google's mode."""
+    rng = random.Random(1)
+    vocab = collections.OrderedDict((t, i) for i, t in enumerate(
+        SPECIALS + ["a", "ab", "abc", "b", "##a", "##b", "##ab", "##c", "##abc", "c"]))
+    reference = old.WordpieceTokenizer(vocab, max_input_chars_per_word=200)
+    ours = WordpieceTokenizer(vocab, max_input_chars_per_word=200)
+    words = ["".join(rng.choice("abc") for _ in range(rng.randint(95, 210))) for _ in range(400)]
+    for word in words:
+        assert ours.tokenize(word) == reference.tokenize(word), word
+    word_150 = "abc" * 50
+    assert WordpieceTokenizer(vocab).tokenize(word_150) == ["[UNK]"]
+    assert ours.tokenize(word_150) == ["abc"] + ["##abc"] * 49
+
+
+def test_full_tokenizer_fast_path_identical(vocab_file):
+    _tokenizers_or_skip()
+    python, rust = FullTokenizer(vocab_file), FullTokenizer(vocab_file, use_fast=True)
+    for text in _google_mode_texts(seed=9):
+        assert rust.tokenize(text) == python.tokenize(text), text
+
+
+def test_full_tokenizer_api_is_googles(vocab_file):
+    tok = FullTokenizer(vocab_file=vocab_file, do_lower_case=False)
+    assert tok.vocab == tokenization.load_vocab(vocab_file)
+    assert tok.inv_vocab == {i: t for t, i in tok.vocab.items()}
+    assert tok.basic_tokenizer.do_lower_case is False
+    assert tok.wordpiece_tokenizer.max_input_chars_per_word == 200
+    tokens = tok.tokenize(SAMPLE[2])
+    ids = tok.convert_tokens_to_ids(tokens)
+    assert ids == [tok.vocab[t] for t in tokens] and tok.convert_ids_to_tokens(ids) == tokens
+    with pytest.raises(KeyError, match="not in the vocabulary"):
+        tok.convert_tokens_to_ids(["no-such-piece"])
+    again = FullTokenizer.from_pretrained(vocab_file, do_lower_case=False)
+    assert type(again) is FullTokenizer and again.tokenize(SAMPLE[2]) == tokens
+
+
+def test_module_character_classes_match_062():
+    """_is_whitespace / _is_control / _is_punctuation equal 0.6.2's on a stride through all
+    of Unicode plus the first 1,024 code points; Google's control set is a documented subset."""
+    codepoints = list(range(1024)) + list(range(1024, 0x110000, 97)) + [0xE000, 0xFA6E, 0xD800]
+    for cp in codepoints:
+        char = chr(cp)
+        assert tokenization._is_whitespace(char) == old._is_whitespace(char), hex(cp)
+        assert tokenization._is_control(char) == old._is_control(char), hex(cp)
+        assert tokenization._is_punctuation(char) == old._is_punctuation(char), hex(cp)
+        assert tokenization._is_control(char, CONTROLS_GOOGLE) == _google_control(char), hex(cp)
+    assert tokenization._is_control("\ue000") and not tokenization._is_control("\ue000", CONTROLS_GOOGLE)
+
+
+def test_module_text_and_vocab_functions(vocab_file):
+    rng = random.Random(3)
+    for _ in range(200):
+        text = "".join(rng.choice(["a", "b", " ", "\t", "\n", "\u3000", "\u00a0", "\r"])
+                       for _ in range(rng.randint(0, 20)))
+        assert tokenization.whitespace_tokenize(text) == old.whitespace_tokenize(text), repr(text)
+    assert tokenization.convert_to_unicode("café") == "café"
+    assert tokenization.convert_to_unicode("café".encode() + b"\xff") == "café"  # bad bytes dropped
+    with pytest.raises(InvalidInputError, match="str or UTF-8 bytes, got int"):
+        tokenization.convert_to_unicode(7)
+    vocab = tokenization.load_vocab(vocab_file)
+    inv_vocab = {i: t for t, i in vocab.items()}
+    tokens = BertTokenizer(vocab_file).tokenize(SAMPLE[0])
+    ids = tokenization.convert_tokens_to_ids(vocab, tokens)
+    assert ids == old.BertTokenizer(vocab_file).convert_tokens_to_ids(tokens)
+    assert tokenization.convert_ids_to_tokens(inv_vocab, ids) == tokens
+    with pytest.raises(UnknownTokenError, match="'zzz-unknown' is not in the vocabulary"):
+        tokenization.convert_tokens_to_ids(vocab, ["zzz-unknown"])
+    with pytest.raises(KeyError):
+        tokenization.convert_ids_to_tokens(inv_vocab, [len(vocab)])
+    with pytest.raises(InvalidInputError, match="flat list of tokens"):
+        tokenization.convert_tokens_to_ids(vocab, [["nested"]])
+
+
+def test_google_settings_are_checked(vocab_file):
+    with pytest.raises(InvalidInputError, match="control_categories may hold only .*'Zs'"):
+        BertTokenizer(vocab_file, control_categories=("Cc", "Zs"))
+    for bad in (0, 1.5, True):
+        with pytest.raises(InvalidInputError, match="max_input_chars_per_word must be an int >= 1"):
+            BertTokenizer(vocab_file, max_input_chars_per_word=bad)

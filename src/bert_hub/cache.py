@@ -35,18 +35,18 @@ from typing import Callable, Dict, List, Optional
 
 import filelock
 
-from . import download
+from . import download, env
 from .errors import (
     ArchiveLayoutError,
     CacheNotWritableError,
     EntryNotFoundError,
     InsufficientSpaceError,
-    InvalidInputError,
     IntegrityError,
     LockTimeoutError,
     OfflineError,
     UnsafeArchiveError,
 )
+from .filenames import SAFE_WEIGHTS_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +72,7 @@ def cache_root(cache_dir: Optional[os.PathLike] = None) -> Path:
 
 def is_offline(local_files_only: bool = False) -> bool:
     """True when no network may be used: the argument, or BERT_HUB_OFFLINE set to a true value."""
-    flag = os.environ.get("BERT_HUB_OFFLINE", "").strip().lower()
-    return bool(local_files_only) or flag in ("1", "true", "yes", "on")
+    return bool(local_files_only) or env.flag("BERT_HUB_OFFLINE")
 
 
 def models_dir(root: Path) -> Path:
@@ -99,26 +98,11 @@ def _make_dir(path: Path, root: Path) -> None:
 # Locks
 
 
-def _lock_timeout_from_env() -> float:
-    raw = os.environ.get("BERT_HUB_LOCK_TIMEOUT", "").strip()
-    if not raw:
-        return _DEFAULT_LOCK_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise InvalidInputError(
-            f"BERT_HUB_LOCK_TIMEOUT={raw!r} is not a number of seconds >= 0; set it to e.g. 600, "
-            f"or unset it for the default ({_DEFAULT_LOCK_TIMEOUT:.0f} s).")
-    return value
-
-
 @contextmanager
 def entry_lock(root: Path, name: str, timeout: Optional[float] = None) -> Iterator[None]:
     """Hold the lock of one entry; log once while waiting for another process to finish."""
     if timeout is None:
-        timeout = _lock_timeout_from_env()
+        timeout = env.seconds("BERT_HUB_LOCK_TIMEOUT", _DEFAULT_LOCK_TIMEOUT)
     lock_dir = root / _LOCKS
     _make_dir(lock_dir, root)
     lock_path = lock_dir / f"{name}.lock"
@@ -356,7 +340,7 @@ def _damage(folder: Path, manifest: Mapping) -> str:
     """Cheap check (one stat per file) of the files a manifest lists; '' when all are there.
     model.safetensors is left to the hub, which converts it again when it does not match."""
     for filename, info in (manifest.get("files") or {}).items():
-        if filename == "model.safetensors":
+        if filename == SAFE_WEIGHTS_NAME:
             continue
         try:
             size = (folder / filename).stat().st_size
@@ -598,7 +582,7 @@ def list_entries(root: Path) -> List[CacheEntry]:
             entries.append(CacheEntry(
                 name=folder.name, path=folder, size=_tree_size(folder),
                 source=manifest.get("source", ""),
-                converted=(folder / "model.safetensors").exists(),
+                converted=(folder / SAFE_WEIGHTS_NAME).exists(),
                 files=manifest.get("files", {})))
     fdir = root / "files"
     if fdir.is_dir():

@@ -10,8 +10,11 @@ import sys
 import time
 from typing import List, Optional
 
+from pathlib import Path
+
 from . import __version__
-from .errors import BertHubError
+from .errors import ArchiveLayoutError, BertHubError, EntryNotFoundError
+from .filenames import CONFIG_NAME, HF_CONFIG_NAME, TF_CHECKPOINT_NAME
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2       # as argparse's own usage errors
@@ -78,14 +81,65 @@ def cmd_convert(args) -> int:
     from . import convert
     if args.to_tf:
         if not args.weights:
-            raise _usage("--to-tf needs --weights FILE (a .safetensors or .bin file, or a saved folder)")
-        convert.export_tf_checkpoint(args.weights, args.config, args.out)
+            raise _usage("--to-tf needs --weights SOURCE (a .safetensors or .bin file, or a model "
+                         "folder, archive, URL or registry name)")
+        weights, config = _weights_and_config(args)
+        convert.export_tf_checkpoint(weights, config, args.out)
     else:
         if not args.tf_checkpoint:
-            raise _usage("convert needs --tf-checkpoint PREFIX (e.g. path/bert_model.ckpt), or --to-tf")
-        convert.convert_tf_checkpoint(args.tf_checkpoint, args.config, args.out)
+            raise _usage("convert needs --tf-checkpoint SOURCE (a checkpoint prefix such as "
+                         "path/bert_model.ckpt, or a Google folder, archive, URL or registry "
+                         "name), or --to-tf")
+        prefix, config = _checkpoint_and_config(args)
+        convert.convert_tf_checkpoint(prefix, config, args.out)
     print(f"wrote {args.out}")
     return 0
+
+
+def _checkpoint_and_config(args):
+    """--tf-checkpoint as a prefix (its config beside it unless --config), or anything the hub
+    resolves to a folder holding a Google checkpoint."""
+    from . import hub
+    source = args.tf_checkpoint
+    if Path(f"{source}.index").expanduser().is_file():
+        if args.config:
+            return source, args.config
+        return source, _config_beside(Path(source).expanduser(), args)
+    files = hub.resolve_model(source, cache_dir=args.cache_dir, need_weights=False)
+    if files.tf_checkpoint is None:
+        raise ArchiveLayoutError(
+            f"{source!r} holds no TensorFlow checkpoint ({TF_CHECKPOINT_NAME}.index or another "
+            "*.index): pass a Google folder, or the checkpoint prefix itself")
+    return files.tf_checkpoint, args.config or _required_config(files, source)
+
+
+def _weights_and_config(args):
+    """--weights as a .safetensors / .bin file (its config beside it unless --config), or
+    anything the hub resolves to a model with weights."""
+    from . import hub
+    path = Path(args.weights).expanduser()
+    if path.is_file() and path.suffix in (".safetensors", ".bin"):
+        return path, args.config or _config_beside(path, args)
+    files = hub.resolve_model(args.weights, cache_dir=args.cache_dir)
+    if files.weights_file is None:   # a read-only Google folder: it is a TensorFlow checkpoint
+        raise _usage(f"{args.weights!r} is already a TensorFlow checkpoint "
+                     f"({files.tf_checkpoint}); --to-tf exports PyTorch weights")
+    return files.weights_file, args.config or _required_config(files, args.weights)
+
+
+def _config_beside(path: Path, args):
+    from . import hub
+    try:
+        files = hub.resolve_model(path.parent, cache_dir=args.cache_dir, need_weights=False)
+    except EntryNotFoundError:
+        files = None
+    return _required_config(files, str(path))
+
+
+def _required_config(files, source: str):
+    if files is None or files.config_file is None:
+        raise _usage(f"no {CONFIG_NAME} (or {HF_CONFIG_NAME}) found with {source!r}: pass --config")
+    return files.config_file
 
 
 def cmd_cache(args) -> int:
@@ -207,13 +261,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead: the BERT models in the Hugging Face cache (--cache-dir: that cache)")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("convert", help="TensorFlow checkpoint <-> PyTorch weights")
-    p.add_argument("--tf-checkpoint", help="checkpoint prefix, e.g. path/bert_model.ckpt")
-    p.add_argument("--config", required=True, help="bert_config.json")
+    p = with_cache_dir(sub.add_parser("convert", help="TensorFlow checkpoint <-> PyTorch weights"))
+    p.add_argument("--tf-checkpoint", metavar="SOURCE",
+                   help="checkpoint prefix (e.g. path/bert_model.ckpt), or a Google folder, "
+                        "archive, URL or registry name")
+    p.add_argument("--config", help="bert_config.json (default: the one beside the checkpoint "
+                                    "or weights)")
     p.add_argument("--out", required=True,
                    help="output: a .safetensors or .bin file (or a checkpoint prefix with --to-tf)")
     p.add_argument("--to-tf", action="store_true", help="write a TensorFlow checkpoint instead")
-    p.add_argument("--weights", help="with --to-tf: the PyTorch weights to export")
+    p.add_argument("--weights", metavar="SOURCE",
+                   help="with --to-tf: a .safetensors or .bin file, or a model folder, archive, "
+                        "URL or registry name")
     p.set_defaults(func=cmd_convert)
 
     p = with_cache_dir(sub.add_parser("cache", help="inspect and clean the cache"))

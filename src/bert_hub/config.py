@@ -215,10 +215,5 @@ class BertConfig:
         with open(json_file_path, "w", encoding="utf-8") as writer:
             writer.write(text)
 
-    @property
-    def head_size(self) -> int:
-        """Width of one attention head."""
-        return self.hidden_size // self.num_attention_heads
-
     def __repr__(self) -> str:
         return f"BertConfig({', '.join(f'{k}={v!r}' for k, v in self.to_dict().items())})"

@@ -154,11 +154,14 @@ def is_training_state(tf_name: str) -> bool:
 
 
 def resolve_config(config_or_path):
-    """A BertConfig (or any object with its fields), or the path of a bert_config.json."""
+    """A BertConfig (or any object with its fields), or the path of a bert_config.json (or of
+    the Google folder holding it; other folders and names: ``hub.resolve_model``)."""
+    from bert_hub.filenames import CONFIG_NAME
+
     if isinstance(config_or_path, (str, os.PathLike)):
         path = os.fspath(config_or_path)
         if os.path.isdir(path):
-            path = os.path.join(path, "bert_config.json")
+            path = os.path.join(path, CONFIG_NAME)
         if not os.path.isfile(path):
             raise ConversionError(f"config file {path} does not exist; pass the "
                                   "bert_config.json that came with the checkpoint")

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Callable, Dict, Mapping, Optional, Tuple, Union
 from urllib.parse import unquote, urlsplit
 
+from . import env
 from .errors import (
     DownloadError,
     EntryNotFoundError,
@@ -805,7 +806,7 @@ class _FileFetcher:
 def _progress_enabled(progress: Optional[bool]) -> bool:
     if progress is not None:
         return bool(progress)
-    if os.environ.get("BERT_HUB_DISABLE_PROGRESS", "").strip().lower() in ("1", "true", "yes", "on"):
+    if env.flag("BERT_HUB_DISABLE_PROGRESS"):
         return False
     return _stderr_is_tty() or _in_notebook()
 

@@ -139,8 +139,7 @@ class HubSnapshot:
     config_file: Optional[Path]
     weights_file: Optional[Path]    # model.safetensors, pytorch_model.bin, or a shard index
     vocab_file: Optional[Path]
-    do_lower_case: Optional[bool]   # from tokenizer_config.json
-    max_len: Optional[int]          # tokenizer_config.json's model_max_length
+    tokenizer_config_file: Optional[Path]   # casing and max length (read by the tokenizer)
 
 
 def fetch(repo_id: str, *, revision: Optional[str] = None, token=None, cache_dir=None,
@@ -246,10 +245,10 @@ def _snapshot(repo_id: str, commit: str, folder: Path) -> HubSnapshot:
         return folder / name if (folder / name).is_file() else None
 
     weights = next((folder / n for n in WEIGHTS_PREFERENCE if (folder / n).is_file()), None)
-    lower, max_len = _tokenizer_settings(folder / TOKENIZER_CONFIG_NAME)
     return HubSnapshot(repo_id=repo_id, commit=commit, folder=folder,
                        config_file=present(HF_CONFIG_NAME), weights_file=weights,
-                       vocab_file=present(VOCAB_NAME), do_lower_case=lower, max_len=max_len)
+                       vocab_file=present(VOCAB_NAME),
+                       tokenizer_config_file=present(TOKENIZER_CONFIG_NAME))
 
 
 def _weights_to_fetch(repo_id: str, folder: Path, present: List[str]) -> List[str]:
@@ -287,19 +286,6 @@ def _missing_shards(weights_file: Path) -> List[str]:
     if not weights_file.name.endswith(INDEX_SUFFIX):
         return []
     return [s for s in _shard_names(weights_file) if not (weights_file.parent / s).is_file()]
-
-
-def _tokenizer_settings(path: Path) -> Tuple[Optional[bool], Optional[int]]:
-    """do_lower_case and model_max_length from a tokenizer_config.json (None when absent)."""
-    if not path.is_file():
-        return None, None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise InvalidInputError(f"{str(path)!r} is not valid JSON ({exc}); fix or delete it") from None
-    lower, length = data.get("do_lower_case"), data.get("model_max_length")
-    return (lower if isinstance(lower, bool) else None,
-            length if isinstance(length, int) and 2 <= length < int(1e12) else None)
 
 
 def _sample(names: List[str], limit: int = 12) -> str:

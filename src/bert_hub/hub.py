@@ -19,14 +19,18 @@ from typing import Optional, Union
 
 from . import cache, hf_hub
 from .errors import ArchiveLayoutError, EntryNotFoundError, InvalidArgumentError
+from .filenames import (  # noqa: F401  (CONFIG_NAME, WEIGHTS_NAME: 0.6.2's names, re-exported)
+    CONFIG_NAME,
+    HF_CONFIG_NAME,
+    SAFE_WEIGHTS_NAME,
+    TF_CHECKPOINT_NAME,
+    TOKENIZER_CONFIG_NAME,
+    VOCAB_NAME,
+    WEIGHTS_NAME,
+)
 from .registry import load_registry, resolve_url
 
-CONFIG_NAME = "bert_config.json"        # Google's, 0.6.2's and ours
-HF_CONFIG_NAME = "config.json"          # Hugging Face's
-WEIGHTS_NAME = "pytorch_model.bin"      # 0.6.2's and Hugging Face's pickled state dict
-SAFE_WEIGHTS_NAME = "model.safetensors"  # ours and Hugging Face's
-VOCAB_NAME = "vocab.txt"
-TF_INDEX_NAME = "bert_model.ckpt.index"  # a Google release folder (TensorFlow checkpoint)
+TF_INDEX_NAME = f"{TF_CHECKPOINT_NAME}.index"  # a Google release folder (TensorFlow checkpoint)
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +54,9 @@ class ModelFiles:
     vocab_file: Optional[Path]
     do_lower_case: Optional[bool] = None   # from the registry, when the name came from it
     max_len: Optional[int] = None          # from the registry, when the name came from it
-    tf_checkpoint: Optional[Path] = None   # a Google checkpoint prefix to convert in memory
-                                           # (set only when weights_file could not be written)
+    tf_checkpoint: Optional[Path] = None   # a Google checkpoint prefix not converted by this call
+                                           # (a read-only folder, or need_weights=False)
+    tokenizer_config_file: Optional[Path] = None  # tokenizer_config.json (casing, max length)
 
 
 def resolve_model(
@@ -66,14 +71,17 @@ def resolve_model(
 ) -> ModelFiles:
     """Return the local files of ``name_or_path``; raise a typed error naming what was tried.
 
-    ``need_weights=False`` (tokenizer, or ``from_pretrained(state_dict=...)``) accepts a folder
-    that has a config or vocabulary but no weights. ``revision`` and ``token`` apply to Hugging
-    Face Hub ids only.
+    The one resolver of the library: models, ``BertTokenizer.from_pretrained`` and
+    ``bert-hub convert`` all come here. ``need_weights=False`` (a tokenizer, ``from_pretrained(
+    state_dict=...)``, a conversion) accepts a folder that has a config or a vocabulary but no
+    weights, and a vocabulary file on its own (0.6.2's ``BertTokenizer.from_pretrained(vocab)``);
+    it never converts, and ``tf_checkpoint`` then names the Google checkpoint found, if any.
+    ``revision`` and ``token`` apply to Hugging Face Hub ids only.
     """
     text = os.fspath(name_or_path)
     if not str(text).strip():
         raise EntryNotFoundError(
-            f"the model name or path is empty ({text!r}). Accepted: {ACCEPTED_FORMS}.")
+            f"the model name or path is empty ({text!r}). Accepted: {_accepted(need_weights)}.")
     repo_id = hf_hub.hub_repo_id(text)
     if repo_id is not None:
         return _resolve_hf_repo(repo_id, revision=revision, token=token, cache_dir=cache_dir,
@@ -90,10 +98,13 @@ def resolve_model(
     if path.is_dir():
         return _resolve_local_folder(path, need_weights=need_weights, cache_dir=cache_dir)
     if path.is_file():
+        if not need_weights and not text.endswith(_ARCHIVE_SUFFIXES) and not cache.is_archive(path):
+            return ModelFiles(folder=path.parent, config_file=None, weights_file=None,
+                              vocab_file=path)
         return _resolve_local_file(path, need_weights=need_weights, cache_dir=cache_dir)
     if _looks_like_path(text):
         raise EntryNotFoundError(
-            f"{text!r} does not exist. Accepted: {ACCEPTED_FORMS}; check the path.")
+            f"{text!r} does not exist. Accepted: {_accepted(need_weights)}; check the path.")
     return _resolve_registry_name(text, cache_dir=cache_dir, force_download=force_download,
                                   local_files_only=local_files_only, need_weights=need_weights)
 
@@ -106,15 +117,23 @@ def _resolve_local_folder(folder: Path, *, need_weights: bool, cache_dir=None,
     config = _first_present(folder, found, (CONFIG_NAME, HF_CONFIG_NAME))
     weights = _first_present(folder, found, (SAFE_WEIGHTS_NAME, WEIGHTS_NAME))
     vocab = folder / VOCAB_NAME if VOCAB_NAME in found else None
+    tokenizer_config = folder / TOKENIZER_CONFIG_NAME if TOKENIZER_CONFIG_NAME in found else None
     if config is not None and need_weights and _tf_prefix(folder) is not None and \
             (weights is None or weights.name == SAFE_WEIGHTS_NAME):
         return _resolve_google_tf_folder(folder, need_weights=need_weights, cache_dir=cache_dir,
                                          lock_name=lock_name)
     if config is not None and (weights is not None or not need_weights):
         return ModelFiles(folder=folder, config_file=config, weights_file=weights,
-                          vocab_file=vocab)
+                          vocab_file=vocab, tokenizer_config_file=tokenizer_config,
+                          tf_checkpoint=None if need_weights else _tf_prefix(folder))
     if not need_weights and vocab is not None:
-        return ModelFiles(folder=folder, config_file=None, weights_file=None, vocab_file=vocab)
+        return ModelFiles(folder=folder, config_file=None, weights_file=None, vocab_file=vocab,
+                          tokenizer_config_file=tokenizer_config)
+    if not need_weights:
+        raise EntryNotFoundError(
+            f"{str(folder)!r} has no {VOCAB_NAME}, {CONFIG_NAME} or {HF_CONFIG_NAME} (found: "
+            f"{', '.join(sorted(found)) or 'nothing'}): pass a folder holding a BERT vocabulary "
+            f"or model. Accepted: {_accepted(need_weights)}.")
     looked_for = f"{CONFIG_NAME} or {HF_CONFIG_NAME}" if config is None else \
         f"{SAFE_WEIGHTS_NAME} or {WEIGHTS_NAME}"
     raise ArchiveLayoutError(
@@ -214,7 +233,7 @@ def _converted_ok(folder: Path, weights: Path, in_cache: bool) -> bool:
 def _tf_prefix(folder: Path) -> Optional[Path]:
     """The checkpoint prefix in a Google folder (bert_model.ckpt, or the only *.index there)."""
     if (folder / TF_INDEX_NAME).is_file():
-        return folder / TF_INDEX_NAME[: -len(".index")]
+        return folder / TF_CHECKPOINT_NAME
     indexes = sorted(folder.glob("*.index"))
     if len(indexes) == 1:
         return indexes[0].with_suffix("")
@@ -252,7 +271,7 @@ def _resolve_hf_repo(repo_id: str, *, cache_dir=None, **options) -> ModelFiles:
     snap = hf_hub.fetch(repo_id, cache_dir=cache_dir, **options)
     return ModelFiles(folder=snap.folder, config_file=snap.config_file,
                       weights_file=snap.weights_file, vocab_file=snap.vocab_file,
-                      do_lower_case=snap.do_lower_case, max_len=snap.max_len)
+                      tokenizer_config_file=snap.tokenizer_config_file)
 
 
 def _resolve_registry_name(name: str, *, cache_dir=None, force_download: bool = False,
@@ -319,11 +338,20 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def _accepted(need_weights: bool) -> str:
+    if need_weights:
+        return ACCEPTED_FORMS
+    return f"{ACCEPTED_FORMS}; without weights (a tokenizer) also a {VOCAB_NAME} file or a folder holding one"
+
+
+_ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+
+
 def _looks_like_url(text: str) -> bool:
     return "://" in text
 
 
 def _looks_like_path(text: str) -> bool:
     return os.sep in text or (os.altsep is not None and os.altsep in text) or \
-        text.startswith(("~", ".")) or text.endswith((".json", ".bin", ".safetensors",
-                                                      ".zip", ".tar.gz", ".tgz"))
+        text.startswith(("~", ".")) or text.endswith((".json", ".bin", ".safetensors", ".txt")
+                                                     + _ARCHIVE_SUFFIXES)

@@ -1,8 +1,10 @@
 """BERT's WordPiece tokenizer: Google's 2018 algorithm, token for token, only faster.
 
-The output equals pytorch-pretrained-bert 0.6.2's ``BertTokenizer`` (Google's tokenizer plus
-``never_split`` for standalone special tokens). The speed comes from doing the same work in C
-where Python allows it, and once per distinct word instead of once per occurrence:
+``BertTokenizer``'s output equals pytorch-pretrained-bert 0.6.2's (Google's tokenizer plus
+``never_split`` for standalone special tokens); ``FullTokenizer`` is Google's current one. This
+is the drop-in module of both: it re-exports the two stages and the module functions, which live
+in ``bert_hub.wordpiece``. The speed comes from doing the same work in C where Python allows it,
+and once per distinct word instead of once per occurrence:
 
 - character classes are looked up in ``unicodedata`` (the interpreter's Unicode version, the one
   0.6.2 uses) and memoised in ``str.translate`` tables, so cleaning, CJK spacing, accent
@@ -30,251 +32,34 @@ import warnings
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
-from .errors import (
-    EntryNotFoundError,
-    InvalidInputError,
-    MissingDependencyError,
-    UnknownTokenError,
+from . import inputs
+from .errors import EntryNotFoundError, InvalidInputError, MissingDependencyError, UnknownTokenError
+from .filenames import TOKENIZER_CONFIG_NAME, VOCAB_NAME
+from .wordpiece import (  # noqa: F401  (Google's and 0.6.2's module names, re-exported)
+    CONTROLS_062,
+    CONTROLS_GOOGLE,
+    SPECIAL_TOKENS,
+    BasicTokenizer,
+    WordpieceTokenizer,
+    _BoundedCache,
+    _check_text,
+    _is_control,
+    _is_punctuation,
+    _is_whitespace,
+    _vocab_version,
+    convert_by_vocab,
+    convert_ids_to_tokens,
+    convert_to_unicode,
+    convert_tokens_to_ids,
+    load_vocab,
+    whitespace_tokenize,
 )
+from .wordpiece import _MARKS  # character offsets strip accents character by character
 
 logger = logging.getLogger(__name__)
 
-VOCAB_NAME = "vocab.txt"
-TOKENIZER_CONFIG_NAME = "tokenizer_config.json"  # same name and keys as Hugging Face folders
-SPECIAL_TOKENS = ("[UNK]", "[SEP]", "[PAD]", "[CLS]", "[MASK]")
 _NO_MAX_LEN = int(1e12)  # 0.6.2's "no limit"
-_CACHE_ENTRIES = 1 << 16  # distinct words remembered per tokenizer (cleared when full)
-_CACHE_MAX_CHARS = 64  # longer chunks are rare; caching them would only hold memory
-_ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
-
-# Google's "Chinese character" ranges (CJK Unified Ideographs and extensions, compatibility).
-_CJK_RANGES = (
-    (0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
-    (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F),
-)
-
-
-# --- character classes (Google's definitions, on the interpreter's unicodedata) -------------
-
-def _is_cjk(cp: int) -> bool:
-    return any(lo <= cp <= hi for lo, hi in _CJK_RANGES)
-
-
-def _is_punctuation(char: str) -> bool:
-    """All non-alphanumeric printable ASCII, plus Unicode category P*."""
-    cp = ord(char)
-    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
-        return True
-    return unicodedata.category(char).startswith("P")
-
-
-def _clean_entry(cp: int):
-    """What Google's _clean_text + _tokenize_chinese_chars make of one code point."""
-    char = chr(cp)
-    if char in "\t\n\r":
-        return " "
-    category = unicodedata.category(char)
-    if cp == 0 or cp == 0xFFFD or category.startswith("C"):
-        return None  # NUL, replacement character, control/format/unassigned/private: dropped
-    if char == " " or category == "Zs":
-        return " "
-    if _is_cjk(cp):
-        return f" {char} "
-    return cp
-
-
-def _punct_entry(cp: int):
-    char = chr(cp)
-    return f" {char} " if _is_punctuation(char) else cp
-
-
-def _mark_entry(cp: int):
-    return None if unicodedata.category(chr(cp)) == "Mn" else cp
-
-
-class _CharTable(dict):
-    """A ``str.translate`` table that computes each code point's entry on first sight."""
-
-    __slots__ = ("_entry",)
-
-    def __init__(self, entry):
-        super().__init__()
-        self._entry = entry
-
-    def __missing__(self, cp):
-        value = self._entry(cp)
-        self[cp] = value
-        return value
-
-
-_CLEAN = _CharTable(_clean_entry)
-_PUNCT = _CharTable(_punct_entry)
-_MARKS = _CharTable(_mark_entry)
-
-
-def whitespace_tokenize(text: str) -> list[str]:
-    """Split on any whitespace, as Google's tokenizer does (``str.split``)."""
-    return text.split()
-
-
-# --- vocabulary -------------------------------------------------------------------------------
-
-def load_vocab(vocab_file: str) -> collections.OrderedDict[str, int]:
-    """One token per line, id = line number; each line stripped (a repeated token keeps its
-    last id), as in Google's and 0.6.2's ``load_vocab``."""
-    vocab_file = os.fspath(vocab_file)
-    if not os.path.isfile(vocab_file):
-        raise EntryNotFoundError(
-            f"no vocabulary file at {vocab_file!r}: pass the path of a BERT vocab.txt, or use "
-            "BertTokenizer.from_pretrained(NAME_OR_FOLDER)")
-    # Text mode reads '\r', '\n' and '\r\n' as line ends, exactly like 0.6.2's readline loop.
-    # utf-8-sig drops a byte-order mark, which would otherwise be glued to the first token
-    # ('\ufeff[PAD]') and hide it; the ids are the same either way.
-    try:
-        with open(vocab_file, "r", encoding="utf-8-sig") as reader:
-            lines = reader.read().split("\n")
-    except UnicodeDecodeError as exc:
-        raise InvalidInputError(
-            f"the vocabulary file {vocab_file!r} is not UTF-8 ({exc.reason} at byte {exc.start})"
-            ": BERT vocab.txt files are UTF-8; re-save it as UTF-8") from None
-    if lines and lines[-1] == "":
-        lines.pop()
-    if not lines:
-        raise InvalidInputError(
-            f"the vocabulary file {vocab_file!r} is empty: pass a BERT vocab.txt "
-            "(one word piece per line)")
-    vocab: collections.OrderedDict[str, int] = collections.OrderedDict()
-    for index, line in enumerate(lines):
-        vocab[line.strip()] = index
-    return vocab
-
-
-def _vocab_version(vocab) -> tuple[int, int]:
-    """Changes when the vocab object is replaced or resized (users of 0.6.2 edit it in place)."""
-    return id(vocab), len(vocab)
-
-
-class _BoundedCache(dict):
-    """word -> tuple of pieces; forgets everything when full (cheaper than LRU bookkeeping)."""
-
-    def remember(self, key, value):
-        if len(key) <= _CACHE_MAX_CHARS:
-            if len(self) >= _CACHE_ENTRIES:
-                self.clear()
-            self[key] = value
-        return value
-
-
-# --- the two stages ---------------------------------------------------------------------------
-
-class BasicTokenizer:
-    """Text cleaning, CJK splitting, lower-casing with accent stripping, punctuation splitting.
-
-    ``never_split`` tokens are kept whole when they stand alone between whitespace (0.6.2);
-    ``never_split=()`` is Google's exact behaviour.
-    """
-
-    def __init__(self, do_lower_case: bool = True, never_split: Iterable[str] = SPECIAL_TOKENS):
-        self.do_lower_case = do_lower_case
-        self.never_split = tuple(never_split)
-        self._never = frozenset(self.never_split)
-        self._cache = _BoundedCache()
-
-    @staticmethod
-    def clean(text: str) -> str:
-        """Drop control characters, map whitespace to ' ', put spaces around CJK characters."""
-        return text.translate(_CLEAN)
-
-    def split_chunk(self, chunk: str) -> list[str]:
-        """Words of one whitespace-free chunk of cleaned text (lower-case, strip, punctuation)."""
-        if self.do_lower_case and chunk not in self._never:
-            chunk = chunk.lower()  # per chunk: Python's final-sigma rule sees the same context
-            if not chunk.isascii():
-                chunk = unicodedata.normalize("NFD", chunk).translate(_MARKS)
-        if chunk in self._never:
-            return [chunk] if chunk else []
-        return chunk.translate(_PUNCT).split()
-
-    def tokenize(self, text: str) -> list[str]:
-        _check_text(text, "text")
-        cache = self._cache
-        out: list[str] = []
-        for chunk in text.translate(_CLEAN).split():
-            words = cache.get(chunk)
-            if words is None:
-                words = cache.remember(chunk, tuple(self.split_chunk(chunk)))
-            out += words
-        return out
-
-
-class WordpieceTokenizer:
-    """Greedy longest-match-first WordPiece; a word longer than ``max_input_chars_per_word``
-    or with no segmentation becomes ``unk_token``."""
-
-    def __init__(self, vocab: dict[str, int], unk_token: str = "[UNK]",
-                 max_input_chars_per_word: int = 100):
-        self.vocab = vocab
-        self.unk_token = unk_token
-        self.max_input_chars_per_word = max_input_chars_per_word
-        self._cache = _BoundedCache()
-        self._seen: tuple[int, int] | None = None
-
-    def _refresh(self) -> None:
-        """Longest candidate worth trying at a word's start and after it ('##' pieces)."""
-        self._longest_first = max((len(t) for t in self.vocab), default=0)
-        self._longest_next = max((len(t) - 2 for t in self.vocab if t.startswith("##")), default=0)
-        self._cache.clear()
-        self._seen = _vocab_version(self.vocab)
-
-    def word_pieces(self, word: str) -> list[str]:
-        """Pieces of one whitespace-free word."""
-        if self._seen != _vocab_version(self.vocab):
-            self._refresh()
-        n = len(word)
-        if n > self.max_input_chars_per_word:
-            return [self.unk_token]
-        vocab = self.vocab
-        pieces = []
-        start = 0
-        while start < n:
-            if start == 0:
-                end = min(n, self._longest_first)
-                while end > 0 and word[:end] not in vocab:
-                    end -= 1
-                piece = word[:end]
-            else:
-                end = min(n, start + self._longest_next)
-                piece = ""
-                while end > start:
-                    piece = "##" + word[start:end]
-                    if piece in vocab:
-                        break
-                    end -= 1
-            if end == start:
-                return [self.unk_token]
-            pieces.append(piece)
-            start = end
-        return pieces
-
-    def tokenize(self, text: str) -> list[str]:
-        """Word pieces of whitespace-separated words (already basic-tokenized)."""
-        _check_text(text, "text")
-        if self._seen != _vocab_version(self.vocab):
-            self._refresh()
-        cache = self._cache
-        out: list[str] = []
-        for word in text.split():
-            pieces = cache.get(word)
-            if pieces is None:
-                pieces = cache.remember(word, tuple(self.word_pieces(word)))
-            out += pieces
-        return out
-
-
-def _check_text(text, what: str) -> None:
-    if not isinstance(text, str):
-        hint = " (decode it first: text.decode('utf-8'))" if isinstance(text, bytes) else ""
-        raise InvalidInputError(f"{what} must be a str, got {type(text).__name__}{hint}")
+GOOGLE_MAX_INPUT_CHARS_PER_WORD = 200  # Google's current WordpieceTokenizer (0.6.2: 100)
 
 
 # --- the optional Rust path -------------------------------------------------------------------
@@ -368,13 +153,20 @@ class BertTokenizer:
         max_len: longest id sequence the model takes; longer sequences log a warning in
             ``convert_tokens_to_ids`` and are truncated to it by ``encode`` by default.
         do_basic_tokenize: False skips cleaning/splitting and runs WordPiece on whitespace words.
-        never_split: tokens kept whole when they stand alone; ``()`` is Google's exact tokenizer.
+        never_split: tokens kept whole when they stand alone (0.6.2); Google's: ``()``.
         use_fast: route texts through Rust ``tokenizers`` where that gives identical output.
+        max_input_chars_per_word: longer words become [UNK] (0.6.2: 100; Google's: 200).
+        control_categories: Unicode categories the cleaning drops (0.6.2: every C*;
+            Google's: ``CONTROLS_GOOGLE``, only Cc and Cf).
+
+    ``FullTokenizer(vocab_file, do_lower_case)`` is Google's tokenizer exactly (all three of
+    its settings); the defaults here are 0.6.2's.
     """
 
     def __init__(self, vocab_file: str, do_lower_case: bool = True, max_len: int | None = None,
                  do_basic_tokenize: bool = True, never_split: Iterable[str] = SPECIAL_TOKENS,
-                 use_fast: bool = False):
+                 use_fast: bool = False, max_input_chars_per_word: int = 100,
+                 control_categories: Iterable[str] = CONTROLS_062):
         self.vocab_file = os.fspath(vocab_file)
         self.vocab = load_vocab(self.vocab_file)
         self.ids_to_tokens = collections.OrderedDict((i, t) for t, i in self.vocab.items())
@@ -382,11 +174,18 @@ class BertTokenizer:
                                     or max_len < 2):
             raise InvalidInputError(
                 f"max_len must be an int >= 2 (room for [CLS] and [SEP]) or None, got {max_len!r}")
+        if isinstance(max_input_chars_per_word, bool) or \
+                not isinstance(max_input_chars_per_word, int) or max_input_chars_per_word < 1:
+            raise InvalidInputError(
+                f"max_input_chars_per_word must be an int >= 1 (0.6.2: 100, Google: 200), got "
+                f"{max_input_chars_per_word!r}")
         self.max_len = max_len if max_len is not None else _NO_MAX_LEN
         self.do_lower_case = do_lower_case
         self.do_basic_tokenize = do_basic_tokenize
-        self.basic_tokenizer = BasicTokenizer(do_lower_case=do_lower_case, never_split=never_split)
-        self.wordpiece_tokenizer = WordpieceTokenizer(vocab=self.vocab)
+        self.basic_tokenizer = BasicTokenizer(do_lower_case=do_lower_case, never_split=never_split,
+                                              control_categories=control_categories)
+        self.wordpiece_tokenizer = WordpieceTokenizer(
+            vocab=self.vocab, max_input_chars_per_word=max_input_chars_per_word)
         self.use_fast = bool(use_fast)
         self._cache = _BoundedCache()
         self._rust: _RustPath | None = None
@@ -428,7 +227,7 @@ class BertTokenizer:
             return self.wordpiece_tokenizer.tokenize(text)
         cache = self._cache
         out: list[str] = []
-        for chunk in text.translate(_CLEAN).split():
+        for chunk in self.basic_tokenizer.clean(text).split():
             pieces = cache.get(chunk)
             if pieces is None:
                 pieces = self._chunk_pieces(chunk)
@@ -547,20 +346,13 @@ class BertTokenizer:
     def _assemble(self, a: list[int], b: list[int] | None, limit: int | None,
                   truncation: bool) -> dict[str, list[int]]:
         """Google's layout: [CLS] a [SEP] (b [SEP]); pairs truncated longest-first."""
-        specials = 2 if b is None else 3
-        la, lb = len(a), (0 if b is None else len(b))
-        if limit is not None and la + lb + specials > limit:
-            if not truncation:
-                raise InvalidInputError(
-                    f"the encoded sequence has {la + lb + specials} tokens, more than "
-                    f"max_length={limit}; pass truncation=True or a larger max_length")
-            la, lb = _truncated_lengths(la, lb, limit - specials)
-        cls, sep = self._special_id("[CLS]"), self._special_id("[SEP]")
-        input_ids = [cls] + a[:la] + [sep]
-        token_type_ids = [0] * len(input_ids)
-        if b is not None:
-            input_ids += b[:lb] + [sep]
-            token_type_ids += [1] * (lb + 1)
+        length = len(a) + (0 if b is None else len(b)) + (2 if b is None else 3)
+        if limit is not None and length > limit and not truncation:
+            raise InvalidInputError(
+                f"the encoded sequence has {length} tokens, more than max_length={limit}; "
+                "pass truncation=True or a larger max_length")
+        input_ids, token_type_ids = inputs.truncate_and_assemble(
+            a, b, limit, self._special_id("[CLS]"), self._special_id("[SEP]"))
         return {"input_ids": input_ids, "token_type_ids": token_type_ids,
                 "attention_mask": [1] * len(input_ids)}
 
@@ -689,41 +481,28 @@ class BertTokenizer:
                         local_files_only: bool = False, force_download: bool = False,
                         use_fast: bool = False, revision: str | None = None, token=None,
                         **kwargs) -> BertTokenizer:
-        """From a vocab file, a folder holding vocab.txt, or anything ``bert_hub.hub`` resolves
-        (registry name, Google folder or archive, URL, Hugging Face Hub id with ``revision`` /
-        ``token``). ``do_lower_case`` defaults to the registry's (else the tokenizer_config.json's,
-        else True as in 0.6.2)."""
-        name = os.path.expanduser(os.fspath(pretrained_model_name_or_path))
-        known_lower: bool | None = None
-        known_max_len: int | None = None
-        if os.path.isdir(name) and not os.path.isfile(os.path.join(name, VOCAB_NAME)) \
-                and not _has_model_files(name):
-            raise EntryNotFoundError(
-                f"the folder {name!r} has no {VOCAB_NAME}: pass a folder holding a BERT "
-                f"{VOCAB_NAME}, or the path of the vocabulary file itself")
-        if os.path.isfile(name) and not name.endswith(_ARCHIVE_SUFFIXES):
-            vocab_file = name
-        elif os.path.isdir(name) and os.path.isfile(os.path.join(name, VOCAB_NAME)):
-            vocab_file = os.path.join(name, VOCAB_NAME)
-            known_lower, known_max_len = _read_tokenizer_config(name)
-        elif _looks_like_path(name) and not os.path.exists(name):
-            raise EntryNotFoundError(
-                f"no file or folder at {name!r}: pass an existing vocab.txt, a folder holding "
-                "one, or a model name from the registry (bert-hub list)")
-        else:
-            from . import hub
+        """From anything ``bert_hub.hub.resolve_model`` resolves without weights: a vocab file,
+        a folder holding vocab.txt (ours, 0.6.2's, Hugging Face's, Google's), an archive, a URL
+        or a registry name, or a Hugging Face Hub id (with ``revision`` / ``token``).
+        ``do_lower_case`` defaults to the registry's (else the folder's tokenizer_config.json,
+        else True as in 0.6.2); so does ``max_len``."""
+        from . import hub
 
-            files = hub.resolve_model(name, cache_dir=cache_dir, force_download=force_download,
-                                      local_files_only=local_files_only, need_weights=False,
-                                      revision=revision, token=token)
-            vocab_file = getattr(files, "vocab_file", None)
-            if vocab_file is None or not os.path.isfile(vocab_file):
-                raise EntryNotFoundError(
-                    f"{pretrained_model_name_or_path!r} resolved to files without a vocabulary "
-                    f"(expected {vocab_file or VOCAB_NAME!r}): it is a model without a "
-                    "tokenizer; pass the path of its vocab.txt")
-            known_lower = getattr(files, "do_lower_case", None)
-            known_max_len = getattr(files, "max_len", None)
+        name = os.path.expanduser(os.fspath(pretrained_model_name_or_path))
+        files = hub.resolve_model(name, cache_dir=cache_dir, force_download=force_download,
+                                  local_files_only=local_files_only, need_weights=False,
+                                  revision=revision, token=token)
+        if files.vocab_file is None or not files.vocab_file.is_file():
+            raise EntryNotFoundError(
+                f"{pretrained_model_name_or_path!r} resolved to files without a vocabulary "
+                f"(no {VOCAB_NAME} in {str(files.folder)!r}): it is a model without a "
+                "tokenizer; pass the path of its vocab.txt")
+        known_lower, known_max_len = files.do_lower_case, files.max_len
+        if files.tokenizer_config_file is not None:
+            folder_lower, folder_max_len = _read_tokenizer_config(files.tokenizer_config_file)
+            known_lower = folder_lower if known_lower is None else known_lower
+            known_max_len = folder_max_len if known_max_len is None else known_max_len
+        vocab_file = str(files.vocab_file)
         do_lower_case = _choose_lower_case(name, do_lower_case, known_lower)
         if known_max_len is not None:
             max_len = known_max_len if max_len is None else min(max_len, known_max_len)
@@ -731,22 +510,26 @@ class BertTokenizer:
                    **kwargs)
 
 
+class FullTokenizer(BertTokenizer):
+    """Google's ``tokenization.FullTokenizer``, exactly: no ``never_split`` (a literal
+    ``[CLS]`` in text is word-pieced), words of up to 200 characters word-pieced (0.6.2: 100),
+    and only control (Cc) and format (Cf) characters dropped (0.6.2 also drops unassigned,
+    private-use and surrogate code points). ``inv_vocab`` is Google's name for
+    ``ids_to_tokens``; everything else is ``BertTokenizer``'s."""
+
+    def __init__(self, vocab_file: str, do_lower_case: bool = True, max_len: int | None = None,
+                 use_fast: bool = False):
+        super().__init__(vocab_file, do_lower_case=do_lower_case, max_len=max_len,
+                         never_split=(), use_fast=use_fast,
+                         max_input_chars_per_word=GOOGLE_MAX_INPUT_CHARS_PER_WORD,
+                         control_categories=CONTROLS_GOOGLE)
+
+    @property
+    def inv_vocab(self) -> dict[int, str]:
+        return self.ids_to_tokens
+
+
 # --- helpers ----------------------------------------------------------------------------------
-
-def _truncated_lengths(la: int, lb: int, budget: int) -> tuple[int, int]:
-    """Lengths after Google's _truncate_seq_pair: drop one token at a time from the longer
-    sequence (from the second on a tie) until both fit in ``budget``."""
-    excess = la + lb - budget
-    if excess <= 0:
-        return la, lb
-    gap = min(abs(la - lb), excess)
-    if la > lb:
-        la -= gap
-    else:
-        lb -= gap
-    excess -= gap  # now la == lb, or nothing left to drop
-    return la - excess // 2, lb - (excess + 1) // 2
-
 
 def _write_atomically(path: str, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
@@ -760,22 +543,9 @@ def _write_atomically(path: str, text: str) -> None:
         raise
 
 
-def _has_model_files(folder: str) -> bool:
-    """A model folder the hub might complete (e.g. a Google folder is always read by hub)."""
-    return any(os.path.exists(os.path.join(folder, f))
-               for f in ("bert_config.json", "config.json"))
-
-
-def _looks_like_path(name: str) -> bool:
-    return "://" not in name and (os.path.isabs(name) or name.startswith((".", "~"))
-                                  or name.endswith((".txt",) + _ARCHIVE_SUFFIXES))
-
-
-def _read_tokenizer_config(folder: str) -> tuple[bool | None, int | None]:
-    """do_lower_case and model_max_length from a tokenizer_config.json, when present."""
-    path = os.path.join(folder, TOKENIZER_CONFIG_NAME)
-    if not os.path.isfile(path):
-        return None, None
+def _read_tokenizer_config(path) -> tuple[bool | None, int | None]:
+    """do_lower_case and model_max_length from a tokenizer_config.json."""
+    path = os.fspath(path)
     try:
         with open(path, encoding="utf-8") as f:
             config = json.load(f)
@@ -830,7 +600,7 @@ def _token_spans(tok: BertTokenizer, text: str) -> list[TokenSpan]:
     characters, so positions are carried along rather than recomputed)."""
     chars: list[tuple[str, int]] = []            # the cleaned text, char by char, with origins
     for i, char in enumerate(text):
-        entry = _CLEAN[ord(char)] if tok.do_basic_tokenize else ord(char)
+        entry = tok.basic_tokenizer._clean[ord(char)] if tok.do_basic_tokenize else ord(char)
         if entry is None:
             continue
         chars.extend((c, i) for c in (chr(entry) if isinstance(entry, int) else entry))

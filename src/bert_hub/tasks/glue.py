@@ -19,7 +19,11 @@ from torch import nn
 from torch.utils.data import StackDataset
 
 from bert_hub.errors import DataFormatError, EntryNotFoundError, UnknownTaskError
-from bert_hub.tasks import input_tensors
+from bert_hub.inputs import (  # noqa: F401  (truncate_seq_pair: this module's name since 2018)
+    input_tensors,
+    truncate_and_assemble,
+    truncate_seq_pair,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -234,19 +238,9 @@ class GlueProcessor:
 # --------------------------------------------------------------------------------------------
 # Features (Google's convert_single_example)
 # --------------------------------------------------------------------------------------------
-def truncate_seq_pair(tokens_a: List[str], tokens_b: List[str], max_length: int) -> None:
-    """Trim the longer sequence one token at a time (in place) until the pair fits: a long
-    sentence then loses more than a short one, which keeps more information than cutting a
-    fixed share from each."""
-    while len(tokens_a) + len(tokens_b) > max_length:
-        if len(tokens_a) > len(tokens_b):
-            tokens_a.pop()
-        else:
-            tokens_b.pop()
-
-
 def encode_pair(tokenizer, text_a: str, text_b: Optional[str], max_seq_length: int):
-    """``[CLS] a [SEP] (b [SEP])`` padded to ``max_seq_length``.
+    """``[CLS] a [SEP] (b [SEP])`` padded to ``max_seq_length``; a pair too long loses word
+    pieces from the end of the longer text (Google's ``_truncate_seq_pair``).
 
     Returns (tokens, input_ids, input_mask, segment_ids); the last three have length
     ``max_seq_length`` and tokens are the unpadded word pieces."""
@@ -254,15 +248,7 @@ def encode_pair(tokenizer, text_a: str, text_b: Optional[str], max_seq_length: i
         raise ValueError(f"max_seq_length ({max_seq_length}) leaves no room for any token")
     tokens_a = tokenizer.tokenize(text_a)
     tokens_b = tokenizer.tokenize(text_b) if text_b is not None else None
-    if tokens_b is not None:
-        truncate_seq_pair(tokens_a, tokens_b, max_seq_length - 3)  # [CLS], [SEP], [SEP]
-    else:
-        tokens_a = tokens_a[: max_seq_length - 2]  # [CLS], [SEP]
-    tokens = ["[CLS]"] + tokens_a + ["[SEP]"]
-    segment_ids = [0] * len(tokens)
-    if tokens_b is not None:
-        tokens += tokens_b + ["[SEP]"]
-        segment_ids += [1] * (len(tokens_b) + 1)
+    tokens, segment_ids = truncate_and_assemble(tokens_a, tokens_b, max_seq_length, "[CLS]", "[SEP]")
     input_ids = list(tokenizer.convert_tokens_to_ids(tokens))
     input_mask = [1] * len(input_ids)
     padding = [0] * (max_seq_length - len(input_ids))

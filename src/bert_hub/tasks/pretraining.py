@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import StackDataset
 
 from bert_hub.errors import DataFormatError, EntryNotFoundError
+from bert_hub.inputs import assemble, truncate_seq_pair  # noqa: F401  (this module's name too)
 
 IGNORE_INDEX = -1  # masked_lm_labels at positions that are not predicted (0.6.2's convention)
 
@@ -55,18 +56,6 @@ def read_corpus(path: str, tokenizer) -> List[List[List[str]]]:
     if not documents:
         raise DataFormatError(f"{path}, line 1: the corpus holds no text")
     return documents
-
-
-def truncate_seq_pair(tokens_a: List[str], tokens_b: List[str], max_num_tokens: int,
-                      rng: random.Random) -> None:
-    """Trim the longer segment, from the front or the back at random (more noise than always
-    cutting the end), until the pair fits."""
-    while len(tokens_a) + len(tokens_b) > max_num_tokens:
-        trunc_tokens = tokens_a if len(tokens_a) > len(tokens_b) else tokens_b
-        if rng.random() < 0.5:
-            del trunc_tokens[0]
-        else:
-            trunc_tokens.pop()
 
 
 def create_masked_lm_predictions(tokens: Sequence[str], masked_lm_prob: float,
@@ -154,10 +143,10 @@ def create_instances_from_document(all_documents, document_index: int, max_seq_l
                 else:
                     is_random_next = False
                     tokens_b = [t for seg in current_chunk[a_end:] for t in seg]
+                # from the front or the back at random (more noise than always the end)
                 truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
                 if tokens_a and tokens_b:
-                    tokens = ["[CLS]"] + tokens_a + ["[SEP]"] + tokens_b + ["[SEP]"]
-                    segment_ids = [0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1)
+                    tokens, segment_ids = assemble(tokens_a, tokens_b, "[CLS]", "[SEP]")
                     tokens, positions, labels = create_masked_lm_predictions(
                         tokens, masked_lm_prob, max_predictions_per_seq, vocab_words, rng,
                         whole_word_mask)

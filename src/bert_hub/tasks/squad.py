@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import StackDataset
 
 from bert_hub.errors import DataFormatError, EntryNotFoundError
-from bert_hub.tasks import input_tensors
+from bert_hub.inputs import assemble, input_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -270,19 +270,17 @@ def convert_examples_to_features(examples: Sequence[SquadExample], tokenizer, ma
                 break
             start_offset += min(length, doc_stride)
 
+        doc_offset = len(query_tokens) + 2  # where the document starts: after [CLS] q [SEP]
         for doc_span_index, doc_span in enumerate(doc_spans):
-            tokens = ["[CLS]"] + query_tokens + ["[SEP]"]
-            segment_ids = [0] * len(tokens)
+            span_end = doc_span.start + doc_span.length
+            tokens, segment_ids = assemble(query_tokens, all_doc_tokens[doc_span.start:span_end],
+                                           "[CLS]", "[SEP]")
             token_to_orig_map, token_is_max_context = {}, {}
-            for i in range(doc_span.length):
-                split_token_index = doc_span.start + i
-                token_to_orig_map[len(tokens)] = tok_to_orig_index[split_token_index]
-                token_is_max_context[len(tokens)] = check_is_max_context(
+            for split_token_index in range(doc_span.start, span_end):
+                position = doc_offset + split_token_index - doc_span.start
+                token_to_orig_map[position] = tok_to_orig_index[split_token_index]
+                token_is_max_context[position] = check_is_max_context(
                     doc_spans, doc_span_index, split_token_index)
-                tokens.append(all_doc_tokens[split_token_index])
-                segment_ids.append(1)
-            tokens.append("[SEP]")
-            segment_ids.append(1)
 
             input_ids = list(tokenizer.convert_tokens_to_ids(tokens))
             input_mask = [1] * len(input_ids)
@@ -293,7 +291,6 @@ def convert_examples_to_features(examples: Sequence[SquadExample], tokenizer, ma
                 doc_start = doc_span.start
                 doc_end = doc_span.start + doc_span.length - 1
                 if tok_start_position >= doc_start and tok_end_position <= doc_end:
-                    doc_offset = len(query_tokens) + 2
                     start_position = tok_start_position - doc_start + doc_offset
                     end_position = tok_end_position - doc_start + doc_offset
                 else:  # the answer is not (entirely) in this window: point at [CLS]

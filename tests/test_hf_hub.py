@@ -204,6 +204,20 @@ def test_cache_dir_is_the_hugging_face_cache_for_this_call(fake_hub, ner, hf_hom
     assert not hf_home.exists()
 
 
+def test_state_dict_needs_no_weights_and_a_tokenizer_needs_no_config(fake_hub, ner):
+    files, reference = ner
+    fake_hub.add_repo("acme/tiny-ner", files)
+    model = BertForTokenClassification.from_pretrained("acme/tiny-ner",
+                                                       state_dict=reference.state_dict())
+    same_outputs(model, reference)
+    assert fake_hub.cdn.count(fake_hub.lfs_path(files["model.safetensors"])) == 0
+    fake_hub.add_repo("acme/tokenizer-only", {"vocab.txt": files["vocab.txt"],
+                                              "tokenizer_config.json": files["tokenizer_config.json"]})
+    assert BertTokenizer.from_pretrained("acme/tokenizer-only").do_lower_case is False
+    with pytest.raises(ArchiveLayoutError, match="acme/tokenizer-only has no config.json"):
+        BertModel.from_pretrained("acme/tokenizer-only")
+
+
 def test_force_download_fetches_again(fake_hub, ner):
     fake_hub.add_repo("acme/tiny-ner", ner[0])
     path = fake_hub.lfs_path(ner[0]["model.safetensors"])
@@ -231,7 +245,7 @@ def test_errors_name_the_problem(fake_hub, ner, tmp_path):
     with pytest.raises(ArchiveLayoutError, match=r"acme/no-weights has no PyTorch weights .*tf_model.h5"):
         BertModel.from_pretrained("acme/no-weights")
     fake_hub.add_repo("acme/no-vocab", {k: v for k, v in ner[0].items() if k != "vocab.txt"})
-    with pytest.raises(EntryNotFoundError, match="acme/no-vocab has no vocab.txt"):
+    with pytest.raises(EntryNotFoundError, match="'acme/no-vocab' resolved to files without a vocabulary"):
         BertTokenizer.from_pretrained("acme/no-vocab")
     fake_hub.add_repo("acme/no-config", {"README.md": b"hi"})
     with pytest.raises(ArchiveLayoutError, match="acme/no-config has no config.json"):

@@ -148,16 +148,20 @@ def fetch(repo_id: str, *, revision: Optional[str] = None, token=None, cache_dir
     """The files of ``repo_id`` at ``revision`` (branch, tag or commit; default "main"),
     downloaded into the Hugging Face cache when it does not hold them yet.
 
-    ``need_weights=False`` (a tokenizer) needs the vocabulary, not the weights. ``refresh``
-    asks the Hub for the revision's newest commit even when a cached one is complete (files
-    already cached are not downloaded again; ``force_download`` downloads them again)."""
+    ``need_weights=False`` (a tokenizer, or ``from_pretrained(state_dict=...)``) needs no
+    weights: a snapshot with the vocabulary is complete; offline, one with the config will do.
+    ``refresh`` asks the Hub for the revision's newest commit even when a cached one is
+    complete (files already cached are not downloaded again; ``force_download`` downloads them
+    again)."""
     revision = _check_revision(revision)
     root = hf_cache_dir(cache_dir)
     offline = is_offline(local_files_only)
-    cached = None if force_download else _cached_snapshot(repo_id, revision, root, need_weights)
-    if cached is not None and (offline or not refresh):
+    cached = None if force_download else _cached_snapshot(repo_id, revision, root)
+    if cached is not None and (offline or not refresh) and _complete(cached, need_weights):
         return cached
     if offline:
+        if cached is not None and not need_weights and cached.config_file is not None:
+            return cached
         raise OfflineError(
             f"{repo_id} (revision {revision!r}) is not complete in the Hugging Face cache "
             f"({root}) and the network is off (local_files_only=True, BERT_HUB_OFFLINE, "
@@ -189,18 +193,15 @@ def _download(hf, repo_id: str, revision: str, root: Path, *, token, force_downl
     commit = folder.name
     info = hf.HfApi(endpoint=endpoint()).model_info(repo_id, revision=commit, token=token)
     present = sorted(s.rfilename for s in info.siblings or [])
-    if HF_CONFIG_NAME not in present:
+    if HF_CONFIG_NAME in present:
+        read_config(folder / HF_CONFIG_NAME, source=repo_id)   # BERT's, before any weights
+    elif need_weights or VOCAB_NAME not in present:             # a tokenizer-only repo will do
         raise ArchiveLayoutError(
             f"{repo_id} has no {HF_CONFIG_NAME}, so it is not a transformers model "
             f"(it holds: {_sample(present)}); bert_hub loads BERT models")
-    read_config(folder / HF_CONFIG_NAME, source=repo_id)   # BERT's, before any weights
     if need_weights:
         hf.snapshot_download(repo_id, revision=commit, force_download=force_download,
                              allow_patterns=_weights_to_fetch(repo_id, folder, present), **options)
-    elif VOCAB_NAME not in present:
-        raise EntryNotFoundError(
-            f"{repo_id} has no {VOCAB_NAME} (it holds: {_sample(present)}); BertTokenizer "
-            "reads a WordPiece vocab.txt")
     return commit
 
 
@@ -222,22 +223,24 @@ def _check_revision(revision) -> str:
     return revision
 
 
-def _cached_snapshot(repo_id: str, revision: str, root: Path,
-                     need_weights: bool) -> Optional[HubSnapshot]:
-    """The cached snapshot of ``revision`` when it holds everything needed; no network."""
+def _cached_snapshot(repo_id: str, revision: str, root: Path) -> Optional[HubSnapshot]:
+    """The cached snapshot of ``revision`` (a commit, or a branch or tag through the cache's
+    refs/), complete or not; no network."""
     commit = revision if _COMMIT.match(revision) else None
     ref = _repo_folder(root, repo_id) / "refs" / revision
     if commit is None and ref.is_file():
         commit = ref.read_text().strip()
     if commit is None or not _snapshot_folder(root, repo_id, commit).is_dir():
         return None
-    snapshot = _snapshot(repo_id, commit, _snapshot_folder(root, repo_id, commit))
-    if need_weights:
-        complete = snapshot.config_file is not None and snapshot.weights_file is not None \
-            and not _missing_shards(snapshot.weights_file)
-    else:
-        complete = snapshot.vocab_file is not None
-    return snapshot if complete else None
+    return _snapshot(repo_id, commit, _snapshot_folder(root, repo_id, commit))
+
+
+def _complete(snapshot: HubSnapshot, need_weights: bool) -> bool:
+    """A model needs its config and every weights file; a tokenizer its vocabulary."""
+    if not need_weights:
+        return snapshot.vocab_file is not None
+    return snapshot.config_file is not None and snapshot.weights_file is not None \
+        and not _missing_shards(snapshot.weights_file)
 
 
 def _snapshot(repo_id: str, commit: str, folder: Path) -> HubSnapshot:

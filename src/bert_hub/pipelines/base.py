@@ -10,13 +10,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from .. import env
+from ..download import _progress_enabled
 from ..errors import InvalidInputError
 from ..tokenization import SPECIAL_TOKENS, BertTokenizer
 
 logger = logging.getLogger(__name__)
 
-PROGRESS_MIN_INPUTS = 64   # a list this long shows a progress bar (unless BERT_HUB_DISABLE_PROGRESS)
+PROGRESS_MIN_INPUTS = 64   # a list this long shows a progress bar (in a terminal or notebook)
 # The tokens the WordPiece decoder of transformers glues to the previous one (its `cleanup`).
 _CLEANUPS = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
              (" 'm", "'m"), (" do not", " don't"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))
@@ -136,9 +136,11 @@ class Pipeline:
                 "attention_mask": mask.to(device)}
 
     def _progress_bar(self, count: int):
+        # None: the download bars' rule (a terminal or a notebook, BERT_HUB_DISABLE_PROGRESS
+        # unset), for long lists only.
         show = self.progress
         if show is None:
-            show = count >= PROGRESS_MIN_INPUTS and not env.flag("BERT_HUB_DISABLE_PROGRESS")
+            show = count >= PROGRESS_MIN_INPUTS and _progress_enabled(None)
         if not show:
             return None
         from tqdm.auto import tqdm

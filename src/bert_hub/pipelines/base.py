@@ -4,7 +4,6 @@ padded batches with a progress bar, and turning tokens back into text as ``trans
 A pipeline reads a model's outputs only at the real positions of each row, never at padding."""
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -13,8 +12,6 @@ import torch
 from ..download import _progress_enabled
 from ..errors import InvalidInputError
 from ..tokenization import SPECIAL_TOKENS, BertTokenizer
-
-logger = logging.getLogger(__name__)
 
 PROGRESS_MIN_INPUTS = 64   # a list this long shows a progress bar (in a terminal or notebook)
 # The tokens the WordPiece decoder of transformers glues to the previous one (its `cleanup`).

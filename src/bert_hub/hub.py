@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional, TypeVar, Union
 
-from . import cache, disk
-from .errors import ArchiveLayoutError, EntryNotFoundError
+from . import cache, disk, hf_hub
+from .errors import ArchiveLayoutError, EntryNotFoundError, InvalidArgumentError
 from .filenames import (  # noqa: F401  (CONFIG_NAME, WEIGHTS_NAME: 0.6.2's names, re-exported)
     CONFIG_NAME,
     HF_CONFIG_NAME,
@@ -39,7 +39,7 @@ ACCEPTED_FORMS = (
     "a Hugging Face folder with config.json + model.safetensors or pytorch_model.bin, "
     "a Google release folder (bert_config.json + bert_model.ckpt.*), an archive (.zip, .tar.gz) "
     "of any of these, a URL to such an archive (http(s)://, s3://, file://), or a registry name "
-    "(see `bert-hub list`)"
+    "(see `bert-hub list`), or a Hugging Face Hub id (org/name, hf://org/name)"
 )
 
 
@@ -65,6 +65,8 @@ def resolve_model(
     force_download: bool = False,
     local_files_only: bool = False,
     need_weights: bool = True,
+    revision: Optional[str] = None,
+    token=None,
 ) -> ModelFiles:
     """Return the local files of ``name_or_path``; raise a typed error naming what was tried.
 
@@ -73,11 +75,21 @@ def resolve_model(
     state_dict=...)``, a conversion) accepts a folder that has a config or a vocabulary but no
     weights, and a vocabulary file on its own (0.6.2's ``BertTokenizer.from_pretrained(vocab)``);
     it never converts, and ``tf_checkpoint`` then names the Google checkpoint found, if any.
+    ``revision`` and ``token`` apply to Hugging Face Hub ids only.
     """
     text = os.fspath(name_or_path)
     if not str(text).strip():
         raise EntryNotFoundError(
             f"the model name or path is empty ({text!r}). Accepted: {_accepted(need_weights)}.")
+    repo_id = hf_hub.hub_repo_id(text)
+    if repo_id is not None:
+        return _resolve_hf_repo(repo_id, revision=revision, token=token, cache_dir=cache_dir,
+                                force_download=force_download, local_files_only=local_files_only,
+                                need_weights=need_weights)
+    if revision is not None:
+        raise InvalidArgumentError(
+            f"revision={revision!r} applies to Hugging Face Hub ids (org/name, hf://org/name); "
+            f"{text!r} is not one")
     if _looks_like_url(text):
         return _resolve_url(text, cache_dir=cache_dir, force_download=force_download,
                             local_files_only=local_files_only, need_weights=need_weights)
@@ -321,6 +333,15 @@ def _retry_when_replaced(locate: Callable[[], T], folder_of: Callable[[T], Path]
             logger.warning("%s was removed or replaced while being loaded; fetching it again", folder)
 
 
+def _resolve_hf_repo(repo_id: str, *, cache_dir=None, **options) -> ModelFiles:
+    """A Hugging Face Hub repository, in the Hugging Face cache (``hf_hub``); ``cache_dir`` is
+    that cache's folder here, as in transformers."""
+    snap = hf_hub.fetch(repo_id, cache_dir=cache_dir, **options)
+    return ModelFiles(folder=snap.folder, config_file=snap.config_file,
+                      weights_file=snap.weights_file, vocab_file=snap.vocab_file,
+                      tokenizer_config_file=snap.tokenizer_config_file)
+
+
 def _resolve_registry_name(name: str, *, cache_dir=None, force_download: bool = False,
                            local_files_only: bool = False, need_weights: bool = True) -> ModelFiles:
     """Registry names and aliases (bert-base-uncased, ...): the entry's archive, verified against
@@ -335,9 +356,15 @@ def _resolve_registry_name(name: str, *, cache_dir=None, force_download: bool = 
 
 def download_model(name_or_url: str, *, cache_dir=None, force_download: bool = False,
                    local_files_only: bool = False, convert: bool = True) -> Path:
-    """Put a registry model, an archive URL or a local archive in the cache; return its folder.
+    """Put a registry model, an archive URL, a local archive or a Hugging Face Hub repository
+    (org/name, hf://org/name: always asks the Hub for the newest commit) in its cache; return
+    its folder.
 
     ``convert=True`` also converts its TensorFlow checkpoint now rather than on first load."""
+    repo_id = hf_hub.hub_repo_id(name_or_url)
+    if repo_id is not None:
+        return hf_hub.fetch(repo_id, cache_dir=cache_dir, force_download=force_download,
+                            local_files_only=local_files_only, refresh=True).folder
     root = cache.cache_root(cache_dir)
     if Path(name_or_url).expanduser().is_file():   # a local archive: extracted into the cache
         return resolve_model(name_or_url, cache_dir=cache_dir, need_weights=convert).folder

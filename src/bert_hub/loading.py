@@ -13,23 +13,24 @@ from typing import List, Optional
 import torch
 from torch import nn
 
-from . import fast_path, hub, weights
-from .config import BertConfig
+from . import fast_path, hf_hub, hub, weights
 from .errors import ConfigError, ConversionError, InvalidArgumentError, InvalidInputError
 from .filenames import CONFIG_NAME
 
 logger = logging.getLogger(__name__)
 
 LOAD_OPTIONS = ("cache_dir", "force_download", "local_files_only", "torch_dtype", "device",
-                "state_dict")
+                "state_dict", "revision", "token")
 _ARGUMENT = "the state_dict argument"
 
 
 def from_pretrained(cls, name_or_path, inputs: tuple, kwargs: dict, *, cache_dir=None,
                     force_download: bool = False, local_files_only: bool = False,
                     torch_dtype=None, device=None,
-                    state_dict: Optional[Mapping[str, torch.Tensor]] = None) -> nn.Module:
-    """``cls(config, *inputs, **kwargs)`` with the weights of ``name_or_path``, in eval mode."""
+                    state_dict: Optional[Mapping[str, torch.Tensor]] = None,
+                    revision: Optional[str] = None, token=None) -> nn.Module:
+    """``cls(config, *inputs, **kwargs)`` with the weights of ``name_or_path``, in eval mode;
+    the config's ``id2label`` / ``label2id`` on the model (and ``num_labels`` when not given)."""
     kwargs.pop("from_tf", None)   # 0.6.2's flag: a TensorFlow folder is found by its layout
     # Argument mistakes fail here, before a download or a conversion.
     check_constructor_args(cls, inputs, kwargs)
@@ -41,21 +42,25 @@ def from_pretrained(cls, name_or_path, inputs: tuple, kwargs: dict, *, cache_dir
     def read(files):   # retried by the hub if a cache entry is replaced meanwhile
         if files.config_file is None:
             raise ConfigError(f"{str(files.folder)!r} has no {CONFIG_NAME}")
-        config = BertConfig.from_json_file(files.config_file)
+        config = hf_hub.read_config(files.config_file)
         if state_dict is not None:
             return config, state_dict, _ARGUMENT
         if files.weights_file is None and files.tf_checkpoint is not None:
             from .convert import tf_to_state_dict   # a read-only Google folder: in memory
             return config, tf_to_state_dict(files.tf_checkpoint, config), str(files.tf_checkpoint)
-        return config, weights.load_weights(files.weights_file), str(files.weights_file)
+        state = hf_hub.read_weights(files.weights_file, weights.load_weights)
+        return config, state, str(files.weights_file)
 
     config, state_dict, source = hub.read_model(
         name_or_path, read, cache_dir=cache_dir, force_download=force_download,
-        local_files_only=local_files_only, need_weights=state_dict is None)
+        local_files_only=local_files_only, need_weights=state_dict is None, revision=revision,
+        token=token)
+    kwargs, id2label, label2id = hf_hub.label_arguments(cls, config, inputs, kwargs)
     with torch.device("meta"):
         model = cls(config, *inputs, **kwargs)
     load_checkpoint(model, state_dict, source, torch_dtype=torch_dtype, device=device,
                     copy=source == _ARGUMENT)
+    model.id2label, model.label2id = id2label, label2id
     return model.eval()
 
 

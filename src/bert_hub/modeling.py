@@ -360,19 +360,23 @@ class BertPreTrainedModel(nn.Module):
     def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], *inputs,
                         cache_dir=None, force_download: bool = False,
                         local_files_only: bool = False, torch_dtype=None, device=None,
-                        state_dict: Optional[Dict[str, torch.Tensor]] = None, **kwargs):
+                        state_dict: Optional[Dict[str, torch.Tensor]] = None,
+                        revision: Optional[str] = None, token=None, **kwargs):
         """Build ``cls`` from a model folder, archive, URL or registry name (``hub.resolve_model``).
 
         Extra ``*inputs`` / ``**kwargs`` go to the constructor (e.g. ``num_labels=3``).
         ``torch_dtype``: dtype of floating weights (default float32; "auto" keeps the file's).
         ``device``: where the weights go (default cpu). ``state_dict``: weights to use instead
         of the folder's. Weights missing from the checkpoint are initialised and reported once.
-        Returns the model in eval mode.
+        ``revision`` (branch, tag or commit) and ``token``: for Hugging Face Hub ids (org/name).
+        A config's ``id2label`` / ``label2id`` become ``model.id2label`` / ``model.label2id``
+        (and ``num_labels`` when not given). Returns the model in eval mode.
         """
         return loading.from_pretrained(
             cls, pretrained_model_name_or_path, inputs, kwargs, cache_dir=cache_dir,
             force_download=force_download, local_files_only=local_files_only,
-            torch_dtype=torch_dtype, device=device, state_dict=state_dict)
+            torch_dtype=torch_dtype, device=device, state_dict=state_dict, revision=revision,
+            token=token)
 
     def save_pretrained(self, save_directory: Union[str, os.PathLike]) -> Path:
         """Write ``bert_config.json`` and ``model.safetensors``: tied weights once, each layer's

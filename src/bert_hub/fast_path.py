@@ -20,6 +20,7 @@ Shapes: B batch, S sequence length, H hidden size.
 from __future__ import annotations
 
 import logging
+import sys
 from functools import partial
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -43,6 +44,17 @@ _NO_ACTIVATION = ("none", "", lambda x: x)
 # (post-op, algorithm, dtype) -> oneDNN's linear where this torch has it and it computes what
 # F.linear does there (checked once), else None.
 _onednn_ops: Dict[tuple, Optional[Callable]] = {}
+
+
+# -- tracing -----------------------------------------------------------------------------------
+def is_tracing() -> bool:
+    """True while torch.compile, torch.export, TorchScript tracing or ONNX export records the
+    forward: then the model takes only paths whose ops do not depend on the values of tensors
+    (no data-dependent branches, no private ops a tracer cannot follow)."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return True
+    onnx = sys.modules.get("torch.onnx")      # never imported here just to ask (about 60 ms)
+    return onnx is not None and onnx.is_in_onnx_export()
 
 
 # -- oneDNN linear ------------------------------------------------------------------------------

@@ -35,3 +35,7 @@ gpu-check:          ## every CUDA path, unattended and offline, ~8 min; results 
 gpu-wheels:         ## wheels a bare GPU machine may lack (Python 3.12, manylinux x86_64) into .whl/
 	$(PIP) download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 		--platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 -d .whl $(GPU_WHEELS)
+
+.PHONY: fuzz
+fuzz: install-test  ## hostile-input campaigns in full (12,000 TF/config cases; BERT_HUB_FUZZ_SEED=N for another seed)
+	BERT_HUB_FUZZ_CASES=12000 $(PYTHON) -m pytest -q -s -m fuzz tests/fuzz

@@ -1,5 +1,8 @@
 """The whole hub path over real HTTP on 127.0.0.1: registry -> download -> verify -> extract ->
-lazy conversion -> load, for models and tokenizers, with concurrency, kills and bad archives."""
+lazy conversion -> load, for models and tokenizers, with concurrency, kills, bad archives and
+cache faults (`cache rm` during loads, full disks, killed conversions)."""
+import io
+import json
 import os
 import shutil
 import signal
@@ -272,10 +275,9 @@ def test_faulty_mirror_never_leaves_a_corrupt_entry(mirror):
 def test_no_space_for_the_download_fails_before_any_get(mirror, monkeypatch):
     from collections import namedtuple
 
-    from bert_hub import cache
     from bert_hub.errors import InsufficientSpaceError
     Usage = namedtuple("Usage", "total used free")
-    monkeypatch.setattr(cache.shutil, "disk_usage", lambda p: Usage(1 << 30, 1 << 30, 1 << 20))
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: Usage(1 << 30, 1 << 30, 1 << 20))
     with pytest.raises(InsufficientSpaceError, match="download"):
         BertModel.from_pretrained("tiny-bert")
     assert mirror.count(GOOGLE_PATH) == 0
@@ -322,3 +324,235 @@ def test_google_folder_reconverted_when_its_checkpoint_is_newer(tmp_path):
     os.utime(folder / "bert_model.ckpt.data-00000-of-00001", ns=(later, later))
     BertForPreTraining.from_pretrained(folder)
     assert weights.stat().st_mtime_ns > first                      # stale: converted again
+
+
+# --- cache faults: nothing lost, nothing corrupt served --------------------------------------
+
+
+_RACE_LOADER = textwrap.dedent("""
+    import json, logging, sys, time
+    from pathlib import Path
+    import torch
+    from bert_hub import BertModel
+    from bert_hub.errors import BertHubError
+    archive, go, loads = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+    retries = []
+    logging.getLogger("bert_hub.hub").addHandler(logging.Handler())
+    logging.getLogger("bert_hub.hub").handlers[-1].emit = lambda record: retries.append(record.getMessage())
+    Path(sys.argv[4]).touch()                      # ready
+    while not go.exists():
+        time.sleep(0.01)
+    outcomes, ids = {}, torch.tensor([[2, 7, 9, 3]])
+    for _ in range(loads):
+        try:
+            with torch.no_grad():
+                outcome = repr(round(BertModel.from_pretrained(archive)(ids)[1].sum().item(), 5))
+        except BertHubError as exc:
+            outcome = "typed " + type(exc).__name__
+        except Exception as exc:
+            outcome = f"UNTYPED {type(exc).__name__}: {exc}"
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    Path(sys.argv[4] + ".done").touch()
+    print(json.dumps({"outcomes": outcomes, "retries": len(retries)}))
+""")
+
+_RACE_REMOVER = textwrap.dedent("""
+    import json, random, sys, time
+    from pathlib import Path
+    from bert_hub import cache
+    from bert_hub.errors import EntryNotFoundError
+    root, name, go, loaders = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), sys.argv[4:6]
+    Path(sys.argv[6]).touch()
+    while not go.exists():
+        time.sleep(0.01)
+    removed, rng = 0, random.Random(0)
+    deadline = time.monotonic() + 100
+    while not all(Path(f + ".done").exists() for f in loaders) and time.monotonic() < deadline:
+        try:
+            cache.remove_entry(root, name)
+            removed += 1
+        except EntryNotFoundError:
+            pass
+        time.sleep(rng.uniform(0, 0.02))
+    print(json.dumps({"removed": removed}))
+""")
+
+
+def test_cache_rm_while_other_processes_load(tmp_path):
+    """`bert-hub cache rm` in a loop while two processes load the same entry in a loop: every
+    load serves the right weights or fails with a typed error; none fails untyped."""
+    archive = tmp_path / "tiny.zip"
+    archive.write_bytes(google_zip())
+    name = hub.resolve_model(archive, need_weights=False).folder.name
+    root = Path(os.environ["BERT_HUB_CACHE"])
+    expected = repr(round(BertModel.from_pretrained(archive)(torch.tensor([[2, 7, 9, 3]]))[1].sum().item(), 5))
+    go, loads = tmp_path / "go", "30"
+    (tmp_path / "load.py").write_text(_RACE_LOADER)
+    (tmp_path / "rm.py").write_text(_RACE_REMOVER)
+    ready = [str(tmp_path / f"ready{i}") for i in range(3)]
+    procs = [subprocess.Popen([sys.executable, str(tmp_path / "load.py"), str(archive), str(go), loads,
+                               ready[i]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    procs.append(subprocess.Popen([sys.executable, str(tmp_path / "rm.py"), str(root), name, str(go),
+                                   *ready], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        deadline = time.monotonic() + 120
+        while not all(Path(r).exists() for r in ready):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "workers did not start"
+            time.sleep(0.05)
+        go.touch()
+        results = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for proc in procs:
+            proc.kill()
+    outcomes = {}
+    for result in results[:2]:
+        for outcome, n in result["outcomes"].items():
+            outcomes[outcome] = outcomes.get(outcome, 0) + n
+    assert not [o for o in outcomes if o.startswith("UNTYPED")], outcomes
+    assert set(outcomes) <= {expected, "typed EntryNotFoundError"}, outcomes    # right weights only
+    assert sum(outcomes.values()) == 60 and outcomes.get(expected, 0) >= 20, outcomes   # retried
+    assert results[2]["removed"] >= 5, results    # the entry really was pulled away, many times
+
+
+def test_full_disk_keeps_the_verified_download(mirror, monkeypatch):
+    """The disk fills up while extracting: a typed error naming the path, and the verified
+    archive stays in .tmp, so that the retry extracts it without downloading it again."""
+    import errno
+
+    from bert_hub import archive as archives
+    from bert_hub.errors import InsufficientSpaceError
+    real_open = open
+
+    class FullDisk(io.RawIOBase):
+        def __init__(self, path):
+            self.path = path
+
+        def writable(self):
+            return True
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def full_disk_open(path, mode="r", *args, **kwargs):
+        return FullDisk(path) if "x" in mode else real_open(path, mode, *args, **kwargs)
+    with monkeypatch.context() as patched, pytest.raises(InsufficientSpaceError, match="No space") as info:
+        patched.setattr(archives, "open", full_disk_open, raising=False)
+        BertModel.from_pretrained("tiny-bert")
+    root = Path(os.environ["BERT_HUB_CACHE"])
+    (kept,) = (root / ".tmp").glob("tiny-bert.*.verified")
+    assert str(kept) in str(info.value) and str(root / ".tmp") in str(info.value)
+    assert not (root / "models" / "tiny-bert").exists()
+    assert sorted(p.name for p in (root / ".tmp").iterdir()) == [kept.name]
+    model = BertForPreTraining.from_pretrained("tiny-bert")
+    torch.testing.assert_close(outputs(model)[0], outputs(reference_model())[0], rtol=0, atol=1e-6)
+    assert mirror.count(GOOGLE_PATH) == 1                       # extracted, not downloaded again
+    assert not kept.exists()
+
+
+_KILLED_CONVERSION = textwrap.dedent("""
+    import os, signal
+    from bert_hub import convert, hub
+    def killed(prefix, config, out, format):
+        open(out, "wb").write(b"half a safetensors file")
+        os.kill(os.getpid(), signal.SIGKILL)
+    convert.convert_tf_checkpoint = killed
+    hub.download_model("tiny-bert")
+""")
+
+
+def test_killed_conversion_leaves_nothing_forever(mirror, tmp_path):
+    script = tmp_path / "kill.py"
+    script.write_text(_KILLED_CONVERSION)
+    proc = subprocess.run([sys.executable, str(script)], env=dict(os.environ), capture_output=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    from bert_hub import cache
+    root = Path(os.environ["BERT_HUB_CACHE"])
+    entry = root / "models" / "tiny-bert"
+    (leftover,) = entry.glob(".model.safetensors.*.tmp")
+    assert cache.verify_entry(cache.find_entry(root, "tiny-bert")) == []   # not part of the entry
+    assert leftover in cache.prune(root) and not leftover.exists()
+    # The same leftover is swept by the next conversion of the entry.
+    (entry / leftover.name).write_bytes(b"half")
+    BertModel.from_pretrained("tiny-bert")
+    assert list(entry.glob(".*.tmp")) == [] and (entry / "model.safetensors").exists()
+    cache.remove_entry(root, "tiny-bert")
+    cache.prune(root)
+    assert not (root / ".locks" / "tiny-bert.lock").exists()
+
+
+def test_archive_shipping_a_manifest_is_not_damaged_on_every_load(file_server, caplog):
+    file_server.put("/x/m.zip", google_zip(extra={f"{TOP}/.bert_hub.json": b'{"files": {"x": 1}}'}))
+    url = file_server.url("/x/m.zip")
+    for _ in range(3):
+        BertTokenizer.from_pretrained(url)
+    assert file_server.count("/x/m.zip") == 1
+    assert "damaged" not in caplog.text
+
+
+_CONVERT_ON_A_FULL_DISK = textwrap.dedent("""
+    import json, resource, shutil, signal, sys
+    from collections import namedtuple
+    from pathlib import Path
+    from bert_hub import cache, hub
+    from bert_hub.errors import BertHubError
+    root, archive, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+    # The checks up front see room (as if another process filled the disk afterwards).
+    shutil.disk_usage = lambda p: namedtuple("Usage", "total used free")(1 << 40, 0, 1 << 40)
+    folder = cache.ensure_local_archive_entry("m", archive, root=root, check_layout=hub.check_layout)
+    if mode == "fsize":
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, resource.RLIM_INFINITY))
+    try:
+        hub.ensure_converted(folder, cache_dir=root)
+        error = {"error": None}
+    except BaseException as exc:
+        error = {"error": type(exc).__name__, "typed": isinstance(exc, BertHubError), "message": str(exc)}
+    error["leftovers"] = [p.name for p in folder.glob(".*.tmp")]
+    error["recorded"] = sorted(cache.read_manifest(folder)["files"])
+    print(json.dumps(error))
+""")
+
+
+@pytest.mark.parametrize("mode", ["tmpfs", "fsize"])
+def test_full_disk_during_conversion_is_a_typed_error_naming_the_path(tmp_path, mode):
+    """A real ENOSPC (a 104 KB tmpfs: room for the entry, not its conversion) or EFBIG (RLIMIT_FSIZE) while writing
+    model.safetensors: InsufficientSpaceError naming the file, no temp file left, nothing
+    recorded; with room again the conversion succeeds."""
+    root = tmp_path / "cache"
+    root.mkdir()
+    if mode == "tmpfs":
+        probe = tmp_path / "probe"
+        probe.mkdir()
+        if os.geteuid() != 0 or shutil.which("unshare") is None or subprocess.run(
+                ["unshare", "-m", "mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)],
+                capture_output=True, timeout=30).returncode:
+            pytest.skip("needs root and `unshare -m` to mount a small tmpfs")
+    archive = tmp_path / "tiny.zip"
+    archive.write_bytes(google_zip(source=_without_meta(tmp_path)))
+    script = tmp_path / "convert.py"
+    script.write_text(_CONVERT_ON_A_FULL_DISK)
+    command = [sys.executable, str(script), str(root), str(archive), mode]
+    if mode == "tmpfs":
+        command = ["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=104k tmpfs {root} && exec \"$@\"",
+                   "sh", *command]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["error"] == "InsufficientSpaceError" and result["typed"], result
+    assert str(root / "models" / "m") in result["message"] and ".model.safetensors." in result["message"]
+    assert result["leftovers"] == [] and "model.safetensors" not in result["recorded"], result
+    if mode == "fsize":   # the same entry converts once there is room
+        from bert_hub import cache
+        weights = hub.ensure_converted(root / "models" / "m", cache_dir=root)
+        assert cache.verify_entry(cache.find_entry(root, "m")) == [] and weights.stat().st_size > 20_000
+
+
+def _without_meta(tmp_path):
+    folder = tmp_path / "google"
+    shutil.copytree(TF_TINY, folder, ignore=shutil.ignore_patterns("*.meta"))
+    return folder

@@ -3,7 +3,7 @@ the fused attention path, and every input-validation message."""
 import pytest
 import torch
 
-from bert_hub import modeling
+from bert_hub import fast_path, modeling
 from bert_hub.errors import ConfigError, InvalidInputError
 from bert_hub.modeling import BertConfig
 
@@ -199,13 +199,19 @@ def test_bert_model_equals_transformers_sdpa(tmp_path):
 
 
 # -- the fused query/key/value path -------------------------------------------------------------
+def packed_qkv_weight(attention):
+    """The (3H, H) view of the three projection weights when they are packed, else None."""
+    return fast_path.adjacent_rows((attention.query.weight, attention.key.weight,
+                                    attention.value.weight))
+
+
 def test_fused_projection_is_zero_copy_and_matches_the_unfused_path():
     model = modeling.BertModel(tiny_config()).eval()
     randomize(model)
     attention = model.encoder.layer[0].attention.self
     with torch.no_grad():
-        weight, _ = attention._fused_qkv()
-        assert weight.data_ptr() == attention.query.weight.data_ptr()
+        weight = packed_qkv_weight(attention)
+        assert weight is not None and weight.data_ptr() == attention.query.weight.data_ptr()
         ids, types, mask = batch()
         fused = model(ids, types, mask)
     unfused = model(ids, types, mask)                 # grad mode: concatenated copies
@@ -220,8 +226,8 @@ def test_fused_projection_survives_dtype_changes_and_weight_replacement():
         reference = model(ids, types, mask)[1].double()
         model.double()
         attention = model.encoder.layer[1].attention.self
-        weight, _ = attention._fused_qkv()
-        assert weight.dtype == torch.float64
+        weight = packed_qkv_weight(attention)
+        assert weight is not None and weight.dtype == torch.float64
         assert weight.data_ptr() == attention.query.weight.data_ptr()   # packed again
         assert (model(ids, types, mask)[1] - reference).abs().max().item() < 1e-5
         # a weight replaced from outside: the concatenating fallback stays correct
@@ -336,10 +342,19 @@ def test_onednn_path_is_used_and_equals_the_plain_path(monkeypatch, act):
     ids, types, mask = batch()
     fast, ops = _ops_run(model, ids, types, mask)
     assert "mkldnn::_linear_pointwise" in ops
-    monkeypatch.setattr(modeling, "USE_ONEDNN", False)
+    monkeypatch.setattr(fast_path, "ENABLED", False)
     plain, ops = _ops_run(model, ids, types, mask)
     assert "mkldnn::_linear_pointwise" not in ops
     assert_close(fast, plain, atol=1e-5)
+
+
+def test_the_switch_still_answers_to_its_old_name(monkeypatch):
+    """``modeling.USE_ONEDNN`` (the switch's first home) reads and sets ``fast_path.ENABLED``."""
+    assert modeling.USE_ONEDNN is fast_path.ENABLED is True
+    monkeypatch.setattr(modeling, "USE_ONEDNN", False)
+    assert fast_path.ENABLED is False
+    monkeypatch.undo()
+    assert fast_path.ENABLED is True
 
 
 def test_forward_hooks_on_dense_layers_still_run():

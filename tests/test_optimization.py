@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from bert_hub.errors import TrainerError
+from bert_hub import optimization
+from bert_hub.errors import InvalidArgumentError, TrainerError
 from bert_hub.optimization import BertAdam, Schedule, get_scheduler, parameter_groups
 
 ppb_optimization = pytest.importorskip(
@@ -42,6 +43,17 @@ def _set_grads(model, step):
         p.grad = torch.randn(p.shape, generator=g) * 3.0  # norms above max_grad_norm: clipping
 
 
+def _step_together(pairs, steps, check=None):
+    """For each step: the same gradients into every (model, optimizer) pair, then a step of
+    each; ``check(step)`` after."""
+    for step in steps:
+        for model, optimizer in pairs:
+            _set_grads(model, step)
+            optimizer.step()
+        if check is not None:
+            check(step)
+
+
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_bertadam_equals_0_6_2_step_by_step(schedule):
     torch.manual_seed(0)
@@ -53,14 +65,13 @@ def test_bertadam_equals_0_6_2_step_by_step(schedule):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # 0.6.2 uses a deprecated add_ signature
         theirs = ppb_optimization.BertAdam(_groups(theirs_model), **kwargs)
-        for step in range(14):  # past t_total as well
-            _set_grads(ours_model, step)
-            _set_grads(theirs_model, step)
-            ours.step()
-            theirs.step()
+
+        def same(step):
             for (name, a), b in zip(ours_model.named_parameters(), theirs_model.parameters()):
                 assert torch.equal(a, b), f"{schedule}: {name} differs at step {step}"
             assert ours.get_lr() == theirs.get_lr()
+
+        _step_together([(ours_model, ours), (theirs_model, theirs)], range(14), same)  # past t_total
 
 
 def test_bertadam_without_schedule_or_clipping_equals_0_6_2():
@@ -72,11 +83,7 @@ def test_bertadam_without_schedule_or_clipping_equals_0_6_2():
         warnings.simplefilter("ignore")
         theirs = ppb_optimization.BertAdam(b.parameters(), lr=1e-3, max_grad_norm=-1,
                                            weight_decay=0.0)
-        for step in range(5):
-            _set_grads(a, step)
-            _set_grads(b, step)
-            ours.step()
-            theirs.step()
+        _step_together([(a, ours), (b, theirs)], range(5))
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
 
 
@@ -131,25 +138,29 @@ def test_parameter_groups_exclude_biases_and_layernorm_from_decay():
     assert plain == ["LayerNorm.bias", "LayerNorm.weight", "dense.bias", "out.bias"]
 
 
-def test_bertadam_state_dict_loads_with_weights_only_and_continues_identically():
+@pytest.mark.parametrize("schedule", [
+    lambda: {"warmup": 0.1, "t_total": 20},  # by name: warmup_linear
+    lambda: {"schedule": optimization.WarmupCosineWithWarmupRestartsSchedule(0.1, 10, cycles=2)},
+], ids=["name", "object"])
+def test_bertadam_state_dict_loads_with_weights_only_and_continues_identically(schedule):
     torch.manual_seed(2)
     a = Block()
-    opt = BertAdam(_groups(a), lr=1e-2, warmup=0.1, t_total=20)
-    for step in range(3):
-        _set_grads(a, step)
-        opt.step()
+    opt = BertAdam(_groups(a), lr=1e-2, **schedule())
+    _step_together([(a, opt)], range(3))
     buffer = io.BytesIO()
     torch.save(opt.state_dict(), buffer)
     buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)  # no pickled class: plain data only
+    original = opt.param_groups[0]["schedule"]
+    assert saved["param_groups"][0]["schedule"]["class"] == type(original).__name__
+    assert isinstance(original, optimization.LRSchedule)  # the live groups are untouched
     b = Block()
     b.load_state_dict(a.state_dict())
-    restored = BertAdam(_groups(b), lr=1e-2, warmup=0.1, t_total=20)
-    restored.load_state_dict(torch.load(buffer, weights_only=True))
-    for step in range(3, 6):
-        _set_grads(a, step)
-        _set_grads(b, step)
-        opt.step()
-        restored.step()
+    restored = BertAdam(_groups(b), lr=1e-2)  # the default schedule: the saved one replaces it
+    restored.load_state_dict(saved)
+    held = restored.param_groups[0]["schedule"]
+    assert type(held) is type(original) and vars(held) == vars(original)
+    _step_together([(a, opt), (b, restored)], range(3, 8))
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
 
 
@@ -172,3 +183,116 @@ def test_bertadam_rejects_sparse_gradients():
     emb(torch.tensor([1])).sum().backward()
     with pytest.raises(TrainerError, match="SparseAdam"):
         opt.step()
+
+
+# --------------------------------------------------------------------------- schedule objects
+
+SCHEDULE_CASES = [
+    ("ConstantLR", {"warmup": 0.1, "t_total": 40}),
+    ("WarmupLinearSchedule", {"warmup": 0.1, "t_total": 40}),
+    ("WarmupLinearSchedule", {"warmup": -1, "t_total": 40}),
+    ("WarmupConstantSchedule", {"warmup": 0.3, "t_total": 40}),
+    ("WarmupCosineSchedule", {"warmup": 0.1, "t_total": 40}),
+    ("WarmupCosineSchedule", {"warmup": 0.05, "t_total": 40, "cycles": 2.0}),
+    ("WarmupCosineWithHardRestartsSchedule", {"warmup": 0.1, "t_total": 40, "cycles": 3.0}),
+    ("WarmupCosineWithWarmupRestartsSchedule", {"warmup": 0.05, "t_total": 40, "cycles": 4.0}),
+    ("WarmupLinearSchedule", {"warmup": 0.1, "t_total": -1}),
+]
+
+
+@pytest.mark.parametrize("name,kwargs", SCHEDULE_CASES)
+def test_schedule_classes_equal_0_6_2_at_every_step(name, kwargs):
+    ours = getattr(optimization, name)(**kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = getattr(ppb_optimization, name)(**kwargs)
+    assert (ours.warmup, ours.t_total) == (theirs.warmup, theirs.t_total)
+    for step in range(50):  # past t_total as well
+        assert ours.get_lr(step, nowarn=True) == theirs.get_lr(step, nowarn=True), step
+        assert ours(step) == ours.get_lr(step, nowarn=True)
+
+
+def test_schedules_table_names_the_same_classes_as_0_6_2():
+    assert set(optimization.SCHEDULES) == set(ppb_optimization.SCHEDULES)
+    for key, cls in optimization.SCHEDULES.items():
+        assert cls.__name__ == ppb_optimization.SCHEDULES[key].__name__, key
+        assert issubclass(cls, optimization.LRSchedule)
+
+
+def test_warmup_restarts_reach_zero_and_one_at_each_cycle():
+    schedule = optimization.WarmupCosineWithWarmupRestartsSchedule(warmup=0.05, t_total=1000,
+                                                                   cycles=5)
+    starts, peaks = [0, 200, 400, 600, 800], [50, 250, 450, 650, 850]
+    assert [schedule.get_lr(s) for s in starts] == pytest.approx([0.0] * 5, abs=1e-12)
+    assert [schedule.get_lr(s) for s in peaks] == pytest.approx([1.0] * 5, abs=1e-12)
+
+
+@pytest.mark.parametrize("schedule,cls", [
+    (None, "ConstantLR"), ("none", "ConstantLR"), ("warmup_linear", "WarmupLinearSchedule"),
+    ("warmup_cosine", "WarmupCosineSchedule"), ("warmup_constant", "WarmupConstantSchedule")])
+def test_bertadam_groups_hold_a_schedule_object_as_in_0_6_2(schedule, cls):
+    opt = BertAdam([nn.Parameter(torch.zeros(2))], lr=1e-3, warmup=0.1, t_total=100,
+                   schedule=schedule)
+    held = opt.param_groups[0]["schedule"]
+    assert type(held).__name__ == cls and (held.warmup, held.t_total) == (0.1, 100.0)
+
+
+def test_bertadam_keeps_a_schedule_object_and_steps_as_0_6_2(caplog):
+    torch.manual_seed(3)
+    a, b = Block(), Block()
+    b.load_state_dict(a.state_dict())
+    mine = optimization.WarmupCosineWithHardRestartsSchedule(warmup=0.1, t_total=12, cycles=2)
+    with caplog.at_level(logging.WARNING, logger="bert_hub.optimization"):
+        ours = BertAdam(_groups(a), lr=1e-2, schedule=mine, max_grad_norm=0.5)
+    assert not caplog.records
+    assert all(g["schedule"] is mine for g in ours.param_groups)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = ppb_optimization.BertAdam(
+            _groups(b), lr=1e-2, max_grad_norm=0.5,
+            schedule=ppb_optimization.WarmupCosineWithHardRestartsSchedule(warmup=0.1, t_total=12,
+                                                                           cycles=2))
+
+        def same_lr(step):
+            assert ours.get_lr() == theirs.get_lr(), step
+
+        _step_together([(a, ours), (b, theirs)], range(14), same_lr)
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+    with caplog.at_level(logging.WARNING, logger="bert_hub.optimization"):
+        BertAdam(_groups(a), lr=1e-2, warmup=0.2, t_total=5, schedule=mine)
+    assert "ignored when schedule is an LRSchedule object" in caplog.text
+
+
+def test_bertadam_loads_state_saved_with_schedule_names():
+    """State dicts written before schedule objects: the name, warmup and t_total in each group."""
+    model = Block()
+    opt = BertAdam(_groups(model), lr=1e-2)
+    state = opt.state_dict()
+    for group in state["param_groups"]:
+        group.update(schedule="warmup_cosine", warmup=0.25, t_total=8)
+    opt.load_state_dict(state)
+    for group in opt.param_groups:
+        held = group["schedule"]
+        assert type(held) is optimization.WarmupCosineSchedule
+        assert (held.warmup, held.t_total) == (0.25, 8.0) and "warmup" not in group
+
+
+@pytest.mark.parametrize("make,error,message", [
+    (lambda: optimization.WarmupCosineWithHardRestartsSchedule(0.1, 100, cycles=0.5),
+     TrainerError, r"cycles 0.5: a schedule with hard restarts needs at least one cycle"),
+    (lambda: optimization.WarmupCosineWithWarmupRestartsSchedule(0.3, 100, cycles=4),
+     TrainerError, r"warmup 0.3 x cycles 4 must be below 1"),
+    (lambda: optimization.WarmupLinearSchedule(1.5, 100), TrainerError,
+     r"warmup 1.5 is the fraction of t_total"),
+    (lambda: optimization.WarmupLinearSchedule(0.1, 0), TrainerError,
+     r"t_total 0 leaves no optimizer step"),
+    (lambda: optimization.WarmupLinearSchedule(0.1, 100, cycle=2), InvalidArgumentError,
+     r"unexpected argument\(s\) cycle"),
+    (lambda: BertAdam([nn.Parameter(torch.zeros(1))], lr=1e-3, schedule=42), TrainerError,
+     r"unknown schedule 42: .*or an LRSchedule object"),
+    (lambda: BertAdam([nn.Parameter(torch.zeros(1))], lr=1e-3, schedule=["warmup_linear"]),
+     TrainerError, r"unknown schedule \['warmup_linear'\]"),
+])
+def test_schedule_arguments_are_checked(make, error, message):
+    with pytest.raises(error, match=message):
+        make()

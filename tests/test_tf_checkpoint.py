@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import textwrap
@@ -21,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from bert_hub import tf_checkpoint
+from bert_hub import leveldb_table, tf_checkpoint
 from bert_hub.errors import CheckpointError
 from bert_hub.tf_checkpoint import CheckpointReader, list_variables, write_checkpoint
 
@@ -378,7 +379,7 @@ def test_missing_checkpoint_and_unknown_variable(tmp_path):
 
 
 def _index_with_header(path: Path, header: bytes) -> None:
-    path.write_bytes(tf_checkpoint._table_bytes([(b"", header)]))
+    path.write_bytes(leveldb_table.table_bytes([(b"", header)]))
 
 
 def test_big_endian_checkpoint_is_refused(tmp_path):
@@ -398,7 +399,7 @@ def test_newer_format_version_is_refused(tmp_path):
 def _snappy_literal(data: bytes) -> bytes:
     """A valid raw-snappy stream made of literals only."""
     out = bytearray()
-    tf_checkpoint._put_varint(out, len(data))
+    leveldb_table.put_varint(out, len(data))
     for i in range(0, len(data), 60):
         chunk = data[i:i + 60]
         out.append((len(chunk) - 1) << 2)
@@ -411,9 +412,9 @@ def test_snappy_decoder_copies_and_literals():
     # then a 2-byte-offset copy of 5 bytes at distance 12.
     stream = bytes([17, 2 << 2]) + b"abc" + bytes([((9 - 4) << 2) | 1, 3]) \
         + bytes([((5 - 1) << 2) | 2, 12, 0])
-    assert tf_checkpoint._snappy_decompress(stream) == b"abcabcabcabc" + b"abcab"
+    assert leveldb_table.snappy_decompress(stream) == b"abcabcabcabc" + b"abcab"
     with pytest.raises(ValueError, match="refers before the start"):
-        tf_checkpoint._snappy_decompress(bytes([4, 1, 5]))
+        leveldb_table.snappy_decompress(bytes([4, 1, 5]))
 
 
 def test_snappy_compressed_index_is_read(tmp_path):
@@ -423,40 +424,338 @@ def test_snappy_compressed_index_is_read(tmp_path):
     items = [(b"", tf_checkpoint._encode_header(1)),
              (b"w", tf_checkpoint._encode_entry("float32", (4,), 0, 16,
                                                 plain.entry("w").crc32c))]
-    block = tf_checkpoint._BlockBuilder()
+    block = leveldb_table.BlockBuilder()
     for k, v in items:
         block.add(k, v)
     compressed = _snappy_literal(block.finish())
     out = bytearray()
     trailer = b"\x01"
-    out += compressed + trailer + tf_checkpoint.struct.pack(
-        "<I", tf_checkpoint.masked_crc32c(compressed + trailer))
-    index = tf_checkpoint._BlockBuilder()
+    out += compressed + trailer + struct.pack(
+        "<I", leveldb_table.masked_crc32c(compressed + trailer))
+    index = leveldb_table.BlockBuilder()
     handle = bytearray()
-    tf_checkpoint._put_varint(handle, 0)
-    tf_checkpoint._put_varint(handle, len(compressed))
+    leveldb_table.put_varint(handle, 0)
+    leveldb_table.put_varint(handle, len(compressed))
     index.add(b"w", bytes(handle))
 
     def emit(b: bytes) -> bytes:
         h = bytearray()
-        tf_checkpoint._put_varint(h, len(out))
-        tf_checkpoint._put_varint(h, len(b))
-        out.extend(b + b"\x00" + tf_checkpoint.struct.pack(
-            "<I", tf_checkpoint.masked_crc32c(b + b"\x00")))
+        leveldb_table.put_varint(h, len(out))
+        leveldb_table.put_varint(h, len(b))
+        out.extend(b + b"\x00" + struct.pack(
+            "<I", leveldb_table.masked_crc32c(b + b"\x00")))
         return bytes(h)
 
-    footer = (emit(tf_checkpoint._BlockBuilder().finish()) + emit(index.finish())).ljust(40,
+    footer = (emit(leveldb_table.BlockBuilder().finish()) + emit(index.finish())).ljust(40,
                                                                                         b"\0")
-    out += footer + tf_checkpoint.struct.pack("<Q", tf_checkpoint._TABLE_MAGIC)
+    out += footer + struct.pack("<Q", leveldb_table.TABLE_MAGIC)
     (tmp_path / "ck.index").write_bytes(bytes(out))
     reader = CheckpointReader(tmp_path / "ck")
     assert reader.list_variables() == [("w", "float32", [4])]
     assert torch.equal(reader.get_tensor("w"), torch.arange(4, dtype=torch.float32))
     # and a corrupt snappy stream (valid CRC) fails clearly
     bad = bytes([200]) + compressed[1:]
-    out[: len(compressed) + 5] = bad + trailer + tf_checkpoint.struct.pack(
-        "<I", tf_checkpoint.masked_crc32c(bad + trailer))
+    out[: len(compressed) + 5] = bad + trailer + struct.pack(
+        "<I", leveldb_table.masked_crc32c(bad + trailer))
     (tmp_path / "ck.index").write_bytes(bytes(out))
     with pytest.raises(CheckpointError, match=r"snappy-compressed index block at byte 0 does not "
                                               r"decode"):
         CheckpointReader(tmp_path / "ck")
+
+
+# --------------------------------------------------------------------------- hostile indexes
+# Each fault a hostile-input campaign found (tests/fuzz/test_fuzz_tf.py runs the campaign):
+# the index is rewritten with valid CRCs, so the damage reaches the decoders.
+
+
+def _field(number: int, wire: int, value) -> bytes:
+    out = bytearray()
+    tf_checkpoint._put_field(out, number, wire, value)
+    return bytes(out)
+
+
+def _shape(*dims) -> bytes:
+    return b"".join(_field(2, 2, _field(1, 0, d)) for d in dims)
+
+
+def _rewrite(index: Path, name: bytes, value: bytes | None = None, header: bytes | None = None):
+    items = leveldb_table.read_table(str(index))
+    if header is not None:
+        items[0] = (b"", header)
+    if value is not None:
+        items = [(k, value if k == name else v) for k, v in items]
+    index.write_bytes(leveldb_table.table_bytes(items))
+
+
+@pytest.mark.parametrize("value, message", [
+    (_field(1, 0, 1) + _field(2, 0, 5), r"field 2 is a number where a nested message belongs"),
+    (_field(1, 2, b"\x01"), r"field 1 is length-delimited where a number belongs"),
+    (_field(1, 0, 1) + _field(2, 2, _field(2, 0, 3)), r"field 2 is a number where a nested"),
+    (_field(1, 0, 1) + _field(2, 2, _shape(2**62, 2**62)), r"shape \[4611686018427387904, 4611686018427387904\] holds more than 2\*\*62"),
+    (_field(1, 0, 1) + _field(2, 2, _shape(4, -1)), r"shape \[4, -1\] has a negative dimension"),
+    (_field(1, 0, 1) + _field(2, 2, _shape(*[1] * 255)), r"shape has more than 254 dimensions"),
+    (_field(1, 0, 1) + _field(4, 0, -5), r"negative offset \(-5\)"),
+])
+def test_malformed_entry_fields_are_checkpoint_errors(tiny_copy, value, message):
+    prefix, index, _ = tiny_copy
+    _rewrite(index, b"bert/pooler/dense/bias", value)
+    with pytest.raises(CheckpointError, match=r"malformed entry for b'bert/pooler/dense/bias' "
+                                              r"\(" + message):
+        CheckpointReader(prefix)
+
+
+@pytest.mark.parametrize("header, message", [
+    (_field(1, 0, 2**63) + _field(3, 2, b"\x08\x01"), r"declares -9223372036854775808 data shards"),
+    (_field(1, 0, 0) + _field(3, 2, b"\x08\x01"), r"declares 0 data shards"),
+    (_field(1, 0, 1) + _field(3, 0, 1), r"malformed entry for b'' \(field 3 is a number"),
+    (_field(1, 2, b"\x01") + _field(3, 2, b"\x08\x01"), r"malformed entry for b'' \(field 1 is"),
+])
+def test_hostile_headers_are_checkpoint_errors(tiny_copy, header, message):
+    prefix, index, _ = tiny_copy
+    _rewrite(index, b"", header=header)
+    with pytest.raises(CheckpointError, match=message):
+        CheckpointReader(prefix)
+
+
+def test_data_bytes_counts_the_shards_present_not_the_declared_count(tiny_copy):
+    prefix, index, data = tiny_copy
+    _rewrite(index, b"", header=_field(1, 0, 2**31 - 1) + _field(3, 2, b"\x08\x01"))
+    reader = CheckpointReader(prefix)  # the largest count TensorFlow could write
+    assert reader.data_bytes == 0  # no shard named ...-of-2147483647
+    renamed = Path(reader.shard_path(0))
+    data.rename(renamed)
+    assert reader.data_bytes == renamed.stat().st_size
+
+
+@pytest.mark.parametrize("dtype_enum, dtype", [(7, "string"), (17, "uint16"),
+                                               (99, "DataType enum 99")])
+def test_unreadable_dtypes_are_refused_by_reader_and_converter(tiny_copy, dtype_enum, dtype):
+    from bert_hub.convert import convert_tf_checkpoint
+    from bert_hub.errors import ConversionError
+
+    prefix, index, _ = tiny_copy
+    entry = CheckpointReader(prefix).entry("bert/pooler/dense/bias")
+    value = _field(1, 0, dtype_enum) + _field(2, 2, _shape(16)) + _field(4, 0, entry.offset) \
+        + _field(5, 0, entry.size) + _field(6, 5, entry.crc32c)
+    _rewrite(index, b"bert/pooler/dense/bias", value)
+    with pytest.raises(CheckpointError, match=rf"has dtype {dtype}, which bert_hub does not read"):
+        CheckpointReader(prefix).get_tensor("bert/pooler/dense/bias")
+    out = prefix.parent / "out" / "model.safetensors"
+    with pytest.raises(ConversionError, match=rf"not floating point: bert/pooler/dense/bias "
+                                              rf"\({dtype}\)"):
+        convert_tf_checkpoint(prefix, prefix.parent / "bert_config.json", out)
+    assert not out.parent.exists() or not os.listdir(out.parent)
+
+
+def test_a_size_of_8_eib_is_refused_before_any_allocation(tiny_copy):
+    from bert_hub.convert import convert_tf_checkpoint, tf_to_state_dict
+
+    prefix, index, _ = tiny_copy
+    entry = CheckpointReader(prefix).entry("bert/pooler/dense/bias")
+    value = _field(1, 0, 1) + _field(2, 2, _shape(16)) + _field(4, 0, entry.offset) \
+        + _field(5, 0, 2**63 - 1) + _field(6, 5, entry.crc32c)
+    _rewrite(index, b"bert/pooler/dense/bias", value)
+    message = r"'bert/pooler/dense/bias' claims 9223372036854775807 bytes but its shape \[16\]"
+    with pytest.raises(CheckpointError, match=message):
+        tf_to_state_dict(prefix)
+    for suffix in (".safetensors", ".bin"):
+        with pytest.raises(CheckpointError, match=message):
+            convert_tf_checkpoint(prefix, prefix.parent / "bert_config.json",
+                                  prefix.parent / f"model{suffix}")
+    assert not list(prefix.parent.glob("model*"))
+
+
+def _table(blocks: list, index_handles=None, kind: int = 0) -> bytes:
+    """A table of raw data blocks (stored with compression ``kind``) whose index block lists
+    ``index_handles(handles)`` (default: each block once)."""
+    out = bytearray()
+
+    def emit(raw: bytes, k: int = 0) -> bytes:
+        handle = bytearray()
+        leveldb_table.put_varint(handle, len(out))
+        leveldb_table.put_varint(handle, len(raw))
+        trailer = bytes([k])
+        out.extend(raw + trailer + struct.pack("<I", leveldb_table.masked_crc32c(raw + trailer)))
+        return bytes(handle)
+
+    handles = [emit(raw, kind) for raw in blocks]
+    index = leveldb_table.BlockBuilder()
+    for i, handle in enumerate(index_handles(handles) if index_handles else handles):
+        index.add(b"k%06d" % i, handle)
+    meta, top = emit(leveldb_table.BlockBuilder().finish()), emit(index.finish())
+    return bytes(out) + (meta + top).ljust(40, b"\0") + struct.pack("<Q", leveldb_table.TABLE_MAGIC)
+
+
+def _one_block(index: Path) -> bytes:
+    block = leveldb_table.BlockBuilder()
+    for key, value in leveldb_table.read_table(str(index)):
+        block.add(key, value)
+    return block.finish()
+
+
+def test_a_block_listed_many_times_is_read_once_then_refused(tiny_copy):
+    prefix, index, _ = tiny_copy
+    index.write_bytes(_table([_one_block(index)]))
+    assert CheckpointReader(prefix).names() == CheckpointReader(TINY).names()  # the table is fine
+    index.write_bytes(_table([_one_block(index)], lambda handles: handles * 1000))
+    with pytest.raises(CheckpointError, match=r"the block at byte 0 overlaps the one before it"):
+        CheckpointReader(prefix)
+
+
+def test_keys_spelled_out_from_shared_prefixes_are_bounded(tiny_copy):
+    """20,000 entries of 3 bytes, each key the previous one plus a byte: 60 KB that would spell
+    out 200 MB of keys."""
+    prefix, index, _ = tiny_copy
+    raw = bytearray()
+    for i in range(20_000):
+        for number in (i, 1, 0):
+            leveldb_table.put_varint(raw, number)
+        raw += b"k"
+    raw += struct.pack("<II", 0, 1)
+    index.write_bytes(_table([bytes(raw)]))
+    with pytest.raises(CheckpointError, match=r"its keys, spelled out, are too long for its size"):
+        CheckpointReader(prefix)
+
+
+def _copies_stream(declared: int, copies: int) -> bytes:
+    """Snappy: the literal "abcd", then ``copies`` copies of 64 bytes at distance 4 (each
+    overlapping its own output; 3 bytes in, 64 out: snappy's largest expansion)."""
+    stream = bytearray()
+    leveldb_table.put_varint(stream, declared)
+    return bytes(stream) + bytes([3 << 2]) + b"abcd" + bytes([(63 << 2) | 2, 4, 0]) * copies
+
+
+def test_snappy_declared_size_is_checked_before_decoding(tiny_copy):
+    prefix, index, _ = tiny_copy
+    literal = _snappy_literal(_one_block(index))
+    stream = bytearray()
+    leveldb_table.put_varint(stream, 26 << 20)  # 26 MB declared by a few kilobytes
+    stream += literal[leveldb_table.read_varint(literal, 0)[1]:]  # the same literals after it
+    index.write_bytes(_table([bytes(stream)], kind=1))
+    with pytest.raises(CheckpointError, match=r"declares 27262976 decompressed bytes, more than its "
+                                              r"\d+ compressed bytes can hold"):
+        CheckpointReader(prefix)
+    # the most snappy can expand, but past the largest block an index may hold
+    index.write_bytes(_table([_copies_stream(4 + 64 * 90_000, 90_000)], kind=1))
+    with pytest.raises(CheckpointError, match=r"declares 5760004 decompressed bytes.*or over "
+                                              r"4194304"):
+        CheckpointReader(prefix)
+
+
+def test_snappy_overlapping_copies_decode_in_bulk_to_the_right_bytes():
+    assert leveldb_table.snappy_decompress(_copies_stream(4 + 64 * 1000, 1000)) == \
+        b"abcd" * (1 + 16 * 1000)
+    with pytest.raises(ValueError, match=r"decodes to 64004 bytes, header says 64005"):
+        leveldb_table.snappy_decompress(_copies_stream(5 + 64 * 1000, 1000))
+    with pytest.raises(ValueError, match=r"decodes to more than the 64003 bytes it declares"):
+        leveldb_table.snappy_decompress(_copies_stream(3 + 64 * 1000, 1000))
+
+
+# --------------------------------------------------------------------------- hostile conversions
+
+
+def _google_folder(tmp_path: Path, change=None, config_change=None) -> Path:
+    """A Google release folder: tf_tiny's tensors, changed by ``change``, written by our writer;
+    its bert_config.json changed by ``config_change``."""
+    reader = CheckpointReader(TINY)
+    tensors = {n: reader.get_array(n, copy=True) for n in reader.names()}
+    if change is not None:
+        change(tensors)
+    folder = tmp_path / "google"
+    write_checkpoint(folder / "bert_model.ckpt", tensors)
+    config = json.loads((TINY.parent / "bert_config.json").read_text())
+    if config_change is not None:
+        config_change(config)
+    (folder / "bert_config.json").write_text(json.dumps(config))
+    shutil.copy(TINY.parent / "vocab.txt", folder / "vocab.txt")
+    return folder
+
+
+def test_integer_weights_are_refused_before_loading(tmp_path):
+    from bert_hub.config import BertConfig
+    from bert_hub.convert import load_tf_weights_in_bert
+    from bert_hub.errors import ConversionError
+    from bert_hub.modeling import BertForPreTraining
+
+    def to_int(tensors):
+        tensors["bert/pooler/dense/kernel"] = tensors["bert/pooler/dense/kernel"].astype(np.int32)
+
+    folder = _google_folder(tmp_path, to_int)
+    message = r"weights that are not floating point: bert/pooler/dense/kernel \(int32\)"
+    with pytest.raises(ConversionError, match=message):
+        BertForPreTraining.from_pretrained(folder)
+    model = BertForPreTraining(BertConfig.from_json_file(folder / "bert_config.json"))
+    with pytest.raises(ConversionError, match=message):
+        load_tf_weights_in_bert(model, folder / "bert_model.ckpt")
+    assert not (folder / "model.safetensors").exists()
+
+
+def test_rank_1_kernel_is_refused_by_config_inference_and_by_the_config(tmp_path):
+    from bert_hub.convert import tf_to_state_dict
+    from bert_hub.errors import ConversionError
+
+    name = "bert/encoder/layer_0/intermediate/dense/kernel"
+
+    def flatten(tensors):
+        tensors[name] = tensors[name].reshape(-1)
+
+    prefix = _google_folder(tmp_path, flatten) / "bert_model.ckpt"
+    with pytest.raises(ConversionError, match=rf"{name} has shape \[512\], not a matrix"):
+        tf_to_state_dict(prefix)
+    with pytest.raises(ConversionError, match=rf"{name} \[512\] \(config says \[16, 32\]\)"):
+        tf_to_state_dict(prefix, prefix.parent / "bert_config.json")
+
+
+def test_a_layer_numbered_one_billion_costs_nothing(tmp_path):
+    from bert_hub.convert import tf_to_state_dict
+    from bert_hub.errors import ConversionError
+
+    def far_layer(tensors):
+        tensors["bert/encoder/layer_1000000000/output/dense/bias"] = np.zeros(16, np.float32)
+
+    prefix = _google_folder(tmp_path, far_layer) / "bert_model.ckpt"
+    with pytest.raises(ConversionError, match=r"not numbered 0..2 \(layer 2 is missing; the "
+                                              r"highest is layer_1000000000\)"):
+        tf_to_state_dict(prefix)
+    with pytest.raises(ConversionError, match=r"1 variable\(s\) not in the BERT name table: "
+                                              r"bert/encoder/layer_1000000000/output/dense/bias"):
+        tf_to_state_dict(prefix, prefix.parent / "bert_config.json")
+
+
+@pytest.mark.parametrize("field, value, error, message", [
+    ("num_hidden_layers", 1e9, "ConfigError", r"num_hidden_layers must be an integer, got 1000000000.0"),
+    ("num_hidden_layers", 10**9, "ConfigError", r"num_hidden_layers \(1000000000\) is over"),
+    ("num_hidden_layers", 1000, "ConversionError",
+     r"missing 15968 weight\(s\) the config expects: bert/encoder/layer_2/.*num_hidden_layers=1000; "
+     r"the checkpoint holds 2 layers"),
+    ("vocab_size", 2**62, "ConfigError", r"vocab_size \(4611686018427387904\) is over"),
+])
+def test_one_number_in_the_config_cannot_make_loading_unbounded(tmp_path, field, value, error,
+                                                                 message):
+    from bert_hub import errors
+    from bert_hub.convert import convert_tf_checkpoint
+    from bert_hub.modeling import BertModel
+
+    folder = _google_folder(tmp_path, config_change=lambda c: c.update({field: value}))
+    with pytest.raises(getattr(errors, error), match=message):
+        BertModel.from_pretrained(folder)
+    with pytest.raises(getattr(errors, error), match=message):
+        convert_tf_checkpoint(folder / "bert_model.ckpt", folder / "bert_config.json",
+                              tmp_path / "out.safetensors")
+    assert not (folder / "model.safetensors").exists()
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_a_huge_vocab_with_missing_embeddings_allocates_nothing(tmp_path):
+    from bert_hub.errors import ConversionError
+    from bert_hub.modeling import BertForPreTraining
+
+    def drop_embeddings(tensors):  # and the MLM head, whose bias would show the real vocab
+        for name in [n for n in tensors if n.startswith(("bert/embeddings/word", "cls/"))]:
+            del tensors[name]
+
+    folder = _google_folder(tmp_path, drop_embeddings,
+                            config_change=lambda c: c.update(vocab_size=(1 << 24) - 1))
+    with pytest.raises(ConversionError, match=r"missing 1 weight\(s\) the config expects: "
+                                              r"bert/embeddings/word_embeddings"):
+        BertForPreTraining.from_pretrained(folder)

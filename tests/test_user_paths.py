@@ -56,7 +56,7 @@ def test_config_file_forms(tmp_path):
     with pytest.raises(ConfigError, match="vocab_size must be an integer, got '30'"):
         BertConfig.from_dict({**fields, "vocab_size": "30"})
     with pytest.raises(ConfigError, match="initializer_range must be a non-negative number"):
-        BertConfig(30, initializer_range=float("nan"))
+        BertConfig(30, initializer_range=float("nan")).validate()
 
 
 # ------------------------------------------------------------------------ vocabularies

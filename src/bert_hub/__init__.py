@@ -34,6 +34,7 @@ _EXPORTS = {
     "WEIGHTS_NAME": "hub",
     "CONFIG_NAME": "hub",
     "BertHubError": "errors",
+    "pipeline": "pipelines",
 }
 
 __all__ = sorted(_EXPORTS)

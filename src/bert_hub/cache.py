@@ -1,18 +1,12 @@
-"""The on-disk cache: where entries live, how they become visible, who may write them.
+"""The on-disk cache's entries: how they are filled, found, listed, verified and removed.
 
-Layout under the cache root (``BERT_HUB_CACHE``, else ``$XDG_CACHE_HOME/bert_hub``, else
-``~/.cache/bert_hub``)::
-
-    models/<entry>/          a complete, verified model folder (its manifest is MANIFEST_NAME)
-    files/<entry>            a single cached file (``cached_path``), manifest beside it
-    .locks/<entry>.lock      one lock per entry
-    .tmp/                    resumable ``<entry>.part`` downloads, extraction folders
-
+Where things live and the per-entry lock are ``cache_layout`` (its names are re-exported here).
 Nothing partial is ever visible: a download grows in ``.tmp``, is verified, extracted into a
 unique folder in ``.tmp``, checked, given its manifest and only then renamed into ``models/``.
 The per-entry lock avoids duplicate work; correctness never depends on it (on NFS it may not
 hold), because every publication is verify-then-``os.replace`` and readers only trust entries
-that carry a manifest.
+that carry a valid manifest. A malformed manifest or record never breaks listing, verifying or
+removing: the entry shows as damaged, is not served, and ``prune`` or ``rm`` clears it.
 """
 from __future__ import annotations
 
@@ -21,23 +15,28 @@ import json
 import logging
 import os
 import re
-import shutil
-import stat
-import tarfile
 import time
 import uuid
-import zipfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import Callable, Dict, List, Optional
+from pathlib import Path
+from typing import Callable, List, Optional, Tuple
 
-import filelock
-
-from . import download, env
+from . import archive as archives
+from . import cache_layout as layout
+from . import disk, download
+from .archive import is_archive, safe_extract  # noqa: F401  (re-exported: the cache's extractor)
+from .cache_layout import (  # noqa: F401  (re-exported: where entries live, their locks)
+    cache_root,
+    entry_lock,
+    entry_path,
+    is_offline,
+    models_dir,
+)
+from .disk import check_free_space  # noqa: F401  (re-exported)
 from .errors import (
     ArchiveLayoutError,
+    BertHubError,
     CacheNotWritableError,
     EntryNotFoundError,
     InsufficientSpaceError,
@@ -47,243 +46,25 @@ from .errors import (
     UnsafeArchiveError,
 )
 from .filenames import SAFE_WEIGHTS_NAME
+from .manifest import (  # noqa: F401  (re-exported: what an entry records about itself)
+    MANIFEST_NAME,
+    TEMP_SUFFIX,
+    entry_stamp,
+    is_reserved_name,
+    load_manifest,
+    load_record,
+    publish_file,
+    read_manifest,
+    sha256_file,
+    temp_path,
+    valid_file_record,
+    write_manifest,
+)
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_NAME = ".bert_hub.json"
-_TMP = ".tmp"
-_LOCKS = ".locks"
-_CHUNK = 1 << 20
-# Free space kept in reserve beyond what a download or extraction needs.
-_SPACE_MARGIN = 64 << 20
-_DEFAULT_LOCK_TIMEOUT = 1800.0
-
-
-def cache_root(cache_dir: Optional[os.PathLike] = None) -> Path:
-    """The cache root: the argument, else BERT_HUB_CACHE, else the XDG cache, else ~/.cache."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    if os.environ.get("BERT_HUB_CACHE"):
-        return Path(os.environ["BERT_HUB_CACHE"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "bert_hub"
-
-
-def is_offline(local_files_only: bool = False) -> bool:
-    """True when no network may be used: the argument, or BERT_HUB_OFFLINE set to a true value."""
-    return bool(local_files_only) or env.flag("BERT_HUB_OFFLINE")
-
-
-def models_dir(root: Path) -> Path:
-    return root / "models"
-
-
-def _tmp_dir(root: Path) -> Path:
-    path = root / _TMP
-    _make_dir(path, root)
-    return path
-
-
-def _make_dir(path: Path, root: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CacheNotWritableError(
-            f"cannot create {path} in the cache at {root} ({exc.strerror or exc}); point "
-            "BERT_HUB_CACHE (or cache_dir=) at a folder you can write") from None
-
-
 # ----------------------------------------------------------------------------------------------
-# Locks
-
-
-@contextmanager
-def entry_lock(root: Path, name: str, timeout: Optional[float] = None) -> Iterator[None]:
-    """Hold the lock of one entry; log once while waiting for another process to finish."""
-    if timeout is None:
-        timeout = env.seconds("BERT_HUB_LOCK_TIMEOUT", _DEFAULT_LOCK_TIMEOUT)
-    lock_dir = root / _LOCKS
-    _make_dir(lock_dir, root)
-    lock_path = lock_dir / f"{name}.lock"
-    lock = filelock.FileLock(str(lock_path))
-    try:
-        lock.acquire(timeout=0)
-    except filelock.Timeout:
-        logger.warning("Waiting for another process to finish with %r (lock %s)", name, lock_path)
-        try:
-            lock.acquire(timeout=timeout)
-        except filelock.Timeout:
-            raise LockTimeoutError(
-                f"Timed out after {timeout:.0f} s waiting for the lock on cache entry {name!r} "
-                f"({lock_path}). Another process is still working on it; wait for it, or raise "
-                f"BERT_HUB_LOCK_TIMEOUT (seconds)."
-            ) from None
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-# ----------------------------------------------------------------------------------------------
-# Manifests and hashing
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def read_manifest(folder: Path) -> Optional[dict]:
-    """The manifest of a published entry folder, or None when the folder is not a complete entry."""
-    try:
-        with open(folder / MANIFEST_NAME, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def write_manifest(folder: Path, manifest: Mapping) -> None:
-    """Write (or replace) a manifest atomically."""
-    tmp = folder / f"{MANIFEST_NAME}.{uuid.uuid4().hex}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=1, sort_keys=True)
-    os.replace(tmp, folder / MANIFEST_NAME)
-
-
-def publish_file(tmp_path: Path, final_path: Path, *, manifest_folder: Optional[Path] = None) -> None:
-    """Move a finished file into place and, when inside an entry, record its hash and size."""
-    os.replace(tmp_path, final_path)
-    if manifest_folder is not None:
-        manifest = read_manifest(manifest_folder) or {}
-        files = dict(manifest.get("files", {}))
-        files[final_path.name] = {"sha256": sha256_file(final_path), "size": final_path.stat().st_size}
-        write_manifest(manifest_folder, {**manifest, "files": files})
-
-
-# ----------------------------------------------------------------------------------------------
-# Disk space
-
-
-def check_free_space(folder: Path, needed: int, what: str) -> None:
-    """Fail before writing anything when `needed` bytes (plus a margin) do not fit."""
-    folder.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(folder).free
-    if free < needed + _SPACE_MARGIN:
-        raise InsufficientSpaceError(
-            f"Not enough disk space to {what}: needs about {_mb(needed + _SPACE_MARGIN)} in "
-            f"{folder}, only {_mb(free)} free. Free some space (e.g. `bert-hub cache prune` or "
-            f"`bert-hub cache rm NAME`) or point BERT_HUB_CACHE at a larger disk."
-        )
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:,.1f} MB"
-
-
-# ----------------------------------------------------------------------------------------------
-# Safe extraction
-
-
-def _archive_kind(path: Path) -> str:
-    with open(path, "rb") as f:
-        head = f.read(512)
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-        return "zip"
-    if head.startswith(b"\x1f\x8b") or head.startswith(b"BZh") or head.startswith(b"\xfd7zXZ"):
-        return "tar"
-    if len(head) >= 262 and head[257:262] == b"ustar":
-        return "tar"
-    raise ArchiveLayoutError(
-        f"{path} is neither a zip nor a tar archive. Pass a Google release archive (.zip), "
-        f"a .tar.gz, or a folder."
-    )
-
-
-def is_archive(path: Path) -> bool:
-    try:
-        _archive_kind(path)
-        return True
-    except (ArchiveLayoutError, OSError):
-        return False
-
-
-def _safe_member_path(dest: Path, name: str, archive: Path) -> Path:
-    """Where a member may be written, or UnsafeArchiveError when it would leave `dest`."""
-    posix = PurePosixPath(name.replace("\\", "/"))
-    if posix.is_absolute() or name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        raise UnsafeArchiveError(f"Refusing {archive}: member {name!r} has an absolute path.")
-    if ".." in posix.parts:
-        raise UnsafeArchiveError(f"Refusing {archive}: member {name!r} climbs out with '..'.")
-    target = dest.joinpath(*[p for p in posix.parts if p not in ("", ".")])
-    if os.path.commonpath([str(dest), str(target)]) != str(dest):
-        raise UnsafeArchiveError(f"Refusing {archive}: member {name!r} lands outside the target.")
-    return target
-
-
-def archive_members_size(archive: Path) -> int:
-    """Total uncompressed size of an archive's regular files (for the free-space check)."""
-    if _archive_kind(archive) == "zip":
-        with zipfile.ZipFile(archive) as zf:
-            return sum(info.file_size for info in zf.infolist())
-    with tarfile.open(archive) as tf:
-        return sum(m.size for m in tf.getmembers() if m.isfile())
-
-
-def safe_extract(archive: Path, dest: Path) -> Dict[str, str]:
-    """Extract every regular file of `archive` under `dest`, refusing absolute paths, '..',
-    links and device files before writing anything. Returns {relative path: sha256}."""
-    archive, dest = Path(archive), Path(dest).resolve()
-    dest.mkdir(parents=True, exist_ok=True)
-    hashes: Dict[str, str] = {}
-    if _archive_kind(archive) == "zip":
-        with zipfile.ZipFile(archive) as zf:
-            infos = zf.infolist()
-            plan = []
-            for info in infos:
-                mode = info.external_attr >> 16
-                if stat.S_ISLNK(mode):
-                    raise UnsafeArchiveError(f"Refusing {archive}: member {info.filename!r} is a symbolic link.")
-                if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-                    raise UnsafeArchiveError(f"Refusing {archive}: member {info.filename!r} is not a regular file.")
-                plan.append((info, _safe_member_path(dest, info.filename, archive)))
-            for info, target in plan:
-                if info.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                with zf.open(info) as src:
-                    hashes[target.relative_to(dest).as_posix()] = _copy_hashing(src, target)
-        return hashes
-    with tarfile.open(archive) as tf:
-        members = tf.getmembers()
-        plan = []
-        for member in members:
-            if member.issym() or member.islnk():
-                raise UnsafeArchiveError(f"Refusing {archive}: member {member.name!r} is a link.")
-            if not (member.isfile() or member.isdir()):
-                raise UnsafeArchiveError(f"Refusing {archive}: member {member.name!r} is a device or special file.")
-            plan.append((member, _safe_member_path(dest, member.name, archive)))
-        for member, target in plan:
-            if member.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            src = tf.extractfile(member)
-            with src:
-                hashes[target.relative_to(dest).as_posix()] = _copy_hashing(src, target)
-    return hashes
-
-
-def _copy_hashing(src, target: Path) -> str:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    with open(target, "wb") as out:
-        for chunk in iter(lambda: src.read(_CHUNK), b""):
-            digest.update(chunk)
-            out.write(chunk)
-    return digest.hexdigest()
+# Extracted folders
 
 
 _IGNORED_TOP = {"__MACOSX", ".DS_Store"}
@@ -300,24 +81,6 @@ def model_folder_of(extracted: Path) -> Path:
 
 # ----------------------------------------------------------------------------------------------
 # Entries
-
-
-def _remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def _replace_dir(src: Path, dst: Path, root: Path) -> None:
-    """Publish folder `src` as `dst`; an older `dst` is moved aside first and then deleted."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists():
-        graveyard = _tmp_dir(root) / f"{dst.name}.{uuid.uuid4().hex}.old"
-        os.replace(dst, graveyard)
-        _remove_tree(graveyard)
-    os.replace(src, dst)
-
-
-def entry_path(root: Path, name: str) -> Path:
-    return models_dir(root) / name
 
 
 def cached_entry(root: Path, name: str, *, warn: bool = True) -> Optional[Path]:
@@ -346,7 +109,7 @@ def _damage(folder: Path, manifest: Mapping) -> str:
             size = (folder / filename).stat().st_size
         except OSError:
             return f"{filename}: missing"
-        if isinstance(info, Mapping) and info.get("size") not in (None, size):
+        if info["size"] != size:
             return f"{filename}: size {size}, expected {info['size']}"
     return ""
 
@@ -365,8 +128,9 @@ def ensure_archive_entry(
     """A complete cache entry holding the extracted archive at `url`; downloads only on a miss.
 
     A hit makes no network call at all (dated Google archives never change). A miss downloads
-    under the entry's lock (resuming a `.part` left by an interrupted process), verifies,
-    extracts safely, checks per-file hashes and `check_layout`, and publishes atomically.
+    under the entry's lock (resuming a `.part` left by an interrupted process, or reusing the
+    verified archive kept by an attempt that ran out of disk space), verifies, extracts safely,
+    checks per-file hashes and `check_layout`, and publishes atomically.
     """
     if not force_download:
         hit = cached_entry(root, name)
@@ -384,12 +148,11 @@ def ensure_archive_entry(
             if hit is not None:  # another process finished it while we waited
                 return hit
         _sweep_orphans(root, name)
-        part = _tmp_dir(root) / f"{name}.part"
-        _check_download_space(url, part, root)
-        result = download.fetch(url, part, desc=name)
+        archive, result = _kept_download(root, name, url, discard=force_download) or \
+            _download(root, name, url)
         if archive_sha256 and result.sha256 != archive_sha256:
             if not file_sha256:
-                download.discard(part)
+                download.discard(archive)
                 raise IntegrityError(
                     f"The archive of {name!r} from {url} has SHA-256 {result.sha256}, but the "
                     f"registry expects {archive_sha256}. It was deleted; retry, and check "
@@ -399,13 +162,18 @@ def ensure_archive_entry(
                 "Archive of %r: SHA-256 %s differs from the registry's cross-check %s; "
                 "the per-file hashes decide.", name, result.sha256, archive_sha256)
         try:
-            folder = _extract_verified(part, root, name, file_sha256, check_layout)
-        except Exception:
-            download.discard(part)
+            folder = _extract_verified(archive, root, name, file_sha256, check_layout)
+        except (IntegrityError, UnsafeArchiveError, ArchiveLayoutError):
+            download.discard(archive)   # the archive itself is at fault: never extract it again
             raise
+        except (InsufficientSpaceError, CacheNotWritableError) as exc:
+            # The disk is at fault: keep the verified download, so that the retry only extracts.
+            kept = _keep_download(archive, root, name, result.sha256)
+            raise type(exc)(f"{exc} The verified download is kept ({kept}): the next attempt "
+                            f"extracts it without downloading it again.") from None
         final = _publish(folder, root, name, source=url, archive_sha256=result.sha256,
                          archive_size=result.size, etag=result.etag)
-        download.discard(part)
+        download.discard(archive)
         logger.info("Cached %r in %s", name, final)
         return final
 
@@ -434,7 +202,7 @@ def _publish(folder: Path, root: Path, name: str, **about) -> Path:
     """Complete the manifest of an extracted, verified folder and rename it into models/."""
     write_manifest(folder, {**read_manifest(folder), "name": name, "created": time.time(), **about})
     final = entry_path(root, name)
-    _replace_dir(folder, final, root)
+    layout.replace_dir(folder, final, root)
     return final
 
 
@@ -446,11 +214,12 @@ def _extract_verified(
     check_layout: Optional[Callable[[Path], None]],
 ) -> Path:
     """Extract into a unique folder in .tmp, check hashes and layout; return the model folder
-    (with a provisional manifest of its files). Nothing is published here."""
-    check_free_space(root, archive_members_size(archive), f"extract {archive.name}")
-    work = _tmp_dir(root) / f"{name}.{uuid.uuid4().hex}.extract"
+    (with a provisional manifest of its files). Nothing is published here. Members named like
+    the cache's own files (the manifest, temp files) are left out: they would make the entry
+    look damaged on every load."""
+    work = layout.tmp_dir(root) / f"{name}.{uuid.uuid4().hex}.extract"
     try:
-        hashes = safe_extract(archive, work)
+        hashes = safe_extract(archive, work, skip=is_reserved_name)
         folder = model_folder_of(work)
         prefix = "" if folder == work else folder.relative_to(work).as_posix() + "/"
         files = {}
@@ -471,17 +240,54 @@ def _extract_verified(
                     f"(BERT_HUB_ENDPOINT) or the registry entry if it persists.")
         if check_layout is not None:
             check_layout(folder)
-        write_manifest(folder, {"files": files})
+        # archive_checked: the whole archive was verified (every zip CRC, a tar's compressed
+        # stream to its end); entries extracted before that was done lack the key.
+        write_manifest(folder, {"files": files, "archive_checked": True})
         if folder != work:
             # Lift the top folder out so that the published entry is the model folder itself.
-            lifted = _tmp_dir(root) / f"{name}.{uuid.uuid4().hex}.model"
-            os.replace(folder, lifted)
-            _remove_tree(work)
+            lifted = layout.tmp_dir(root) / f"{name}.{uuid.uuid4().hex}.model"
+            with disk.writing(lifted, f"extracting {archive.name}"):
+                os.replace(folder, lifted)
+            layout.remove_tree(work)
             return lifted
         return work
     except BaseException:
-        _remove_tree(work)
+        layout.remove_tree(work)
         raise
+
+
+def _download(root: Path, name: str, url: str) -> Tuple[Path, download.FetchResult]:
+    """Fetch `url` into .tmp/<name>.part (resuming a prefix there) after a free-space check."""
+    part = layout.tmp_dir(root) / f"{name}.part"
+    _check_download_space(url, part, root)
+    return part, download.fetch(url, part, desc=name)
+
+
+def _keep_download(archive: Path, root: Path, name: str, sha256: str) -> Path:
+    """Rename a verified download so that it survives until the next attempt: its SHA-256 is in
+    its name (a rename needs no free space, and no record has to be written on a full disk)."""
+    kept = root / layout.TMP / f"{name}.{sha256}.verified"
+    try:
+        os.replace(archive, kept)
+    except OSError:
+        return archive
+    return kept
+
+
+def _kept_download(root: Path, name: str, url: str, *,
+                   discard: bool) -> Optional[Tuple[Path, download.FetchResult]]:
+    """A download of `name` kept by an attempt that ran out of disk space, if it still hashes to
+    the SHA-256 in its name (else, or with `discard`, it is deleted)."""
+    for kept in sorted((root / layout.TMP).glob(f"{name}.*.verified")):
+        sha256 = kept.name[len(name) + 1: -len(".verified")]
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            continue   # another entry's, whose name starts with ours
+        if not discard and sha256_file(kept) == sha256:
+            logger.info("Using the verified download of %r kept in %s", name, kept)
+            return kept, download.FetchResult(path=kept, size=kept.stat().st_size, sha256=sha256,
+                                              etag=None, url=url)
+        kept.unlink(missing_ok=True)
+    return None
 
 
 def _check_download_space(url: str, part: Path, root: Path) -> None:
@@ -498,12 +304,12 @@ def _check_download_space(url: str, part: Path, root: Path) -> None:
 
 def _sweep_orphans(root: Path, name: str) -> None:
     """Remove extraction folders of `name` left by dead processes (we hold its lock)."""
-    tmp = root / _TMP
+    tmp = root / layout.TMP
     if not tmp.is_dir():
         return
     for leftover in tmp.glob(f"{name}.*"):
         if leftover.suffix in (".extract", ".model", ".old"):
-            _remove_tree(leftover)
+            layout.remove_tree(leftover)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -524,17 +330,19 @@ def ensure_file(url: str, *, root: Path, force_download: bool = False, local_fil
     with entry_lock(root, name):
         if not force_download and final.exists() and meta.exists():
             return final
-        part = _tmp_dir(root) / f"{name}.part"
-        _check_download_space(url, part, root)
-        result = download.fetch(url, part, desc=name)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if meta.exists():
-            meta.unlink()
-        os.replace(part, final)
+        part, result = _download(root, name, url)
         tmp_meta = meta.with_name(meta.name + f".{uuid.uuid4().hex}.tmp")
-        tmp_meta.write_text(json.dumps({"source": url, "sha256": result.sha256, "size": result.size,
-                                        "etag": result.etag, "created": time.time()}))
-        os.replace(tmp_meta, meta)
+        try:
+            with disk.writing(final, f"caching {url}"):
+                final.parent.mkdir(parents=True, exist_ok=True)
+                meta.unlink(missing_ok=True)
+                os.replace(part, final)
+                tmp_meta.write_text(json.dumps({"source": url, "sha256": result.sha256,
+                                                "size": result.size, "etag": result.etag,
+                                                "created": time.time()}))
+                os.replace(tmp_meta, meta)
+        finally:
+            tmp_meta.unlink(missing_ok=True)
         download.discard(part)
         return final
 
@@ -562,110 +370,165 @@ class CacheEntry:
     source: str
     converted: bool
     files: Mapping[str, Mapping] = field(default_factory=dict)
+    problem: str = ""             # why the entry cannot be used ('' when it is complete)
+    archive_checked: bool = True  # False: extracted from a tar before its stream was verified
+
+
+def _children(folder: Path) -> List[Path]:
+    try:
+        return sorted(folder.iterdir())
+    except OSError:
+        return []
 
 
 def _tree_size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    """Bytes in a file or folder, not following links; files vanishing meanwhile count 0."""
+    total = 0
+    for base, _, names in os.walk(path) if path.is_dir() else [(path.parent, [], [path.name])]:
+        for filename in names:
+            try:
+                total += os.lstat(os.path.join(base, filename)).st_size
+            except OSError:
+                pass
+    return total
 
 
 def list_entries(root: Path) -> List[CacheEntry]:
-    """Complete model entries and single cached files, sorted by name."""
+    """Model entries (complete or damaged) and single cached files, sorted by name. A folder
+    without a manifest is work in progress or debris, not an entry (`prune` removes it)."""
     entries = []
-    mdir = models_dir(root)
-    if mdir.is_dir():
-        for folder in sorted(mdir.iterdir()):
-            manifest = read_manifest(folder)
-            if manifest is None:
-                continue
-            entries.append(CacheEntry(
-                name=folder.name, path=folder, size=_tree_size(folder),
-                source=manifest.get("source", ""),
-                converted=(folder / SAFE_WEIGHTS_NAME).exists(),
-                files=manifest.get("files", {})))
-    fdir = root / "files"
-    if fdir.is_dir():
-        for meta in sorted(fdir.glob("*.json")):
-            target = meta.with_suffix("")
-            if not target.exists():
-                continue
-            info = json.loads(meta.read_text())
-            entries.append(CacheEntry(
-                name=target.name, path=target, size=target.stat().st_size,
-                source=info.get("source", ""), converted=False,
-                files={target.name: {"sha256": info.get("sha256"), "size": info.get("size")}}))
+    for folder in _children(models_dir(root)):
+        manifest, problem = load_manifest(folder)
+        if manifest is None and not problem:
+            continue
+        manifest = manifest or {}
+        entries.append(CacheEntry(
+            name=folder.name, path=folder, size=_tree_size(folder),
+            source=str(manifest.get("source", "")),
+            converted=(folder / SAFE_WEIGHTS_NAME).is_file(),
+            files=manifest.get("files", {}), problem=problem,
+            archive_checked=bool(manifest.get("archive_checked")) or not _tar_source(manifest)))
+    for meta in _children(root / "files"):
+        target = meta.with_suffix("")
+        if meta.suffix != ".json" or not target.is_file():
+            continue
+        record, problem = load_record(meta, target)
+        entries.append(CacheEntry(
+            name=target.name, path=target, size=_tree_size(target),
+            source=str(record.get("source", "")), converted=False,
+            files={} if problem else {target.name: record}, problem=problem))
     return entries
 
 
+_TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+
+
+def _tar_source(manifest: Mapping) -> bool:
+    """Whether an entry came from a tar archive (whose stream older versions did not verify)."""
+    source = str(manifest.get("source", ""))
+    if source.lower().endswith(_TAR_SUFFIXES):
+        return True
+    try:
+        return archives.archive_kind(Path(source)).startswith("tar")
+    except (BertHubError, OSError, ValueError):
+        return False
+
+
 def find_entry(root: Path, name: str) -> CacheEntry:
-    for entry in list_entries(root):
+    entries = list_entries(root)
+    for entry in entries:
         if entry.name == name:
             return entry
-    known = ", ".join(e.name for e in list_entries(root)) or "none"
+    known = ", ".join(e.name for e in entries) or "none"
     raise EntryNotFoundError(
         f"No cache entry named {name!r} in {root}. Cached entries: {known}. "
         f"See `bert-hub cache ls`.")
 
 
 def verify_entry(entry: CacheEntry) -> List[str]:
-    """Problems found by re-hashing every file of an entry against its manifest ([] if none)."""
+    """Problems found by re-hashing every file of an entry against its manifest ([] if none);
+    a cached file that is an archive is also checked whole (CRCs, compressed stream)."""
+    if entry.problem:
+        return [entry.problem]
     problems = []
-    folder = entry.path if entry.path.is_dir() else entry.path.parent
+    folder = entry.path.parent if entry.path.is_file() else entry.path
     for filename, info in entry.files.items():
         path = folder / filename
-        if not path.exists():
+        try:
+            size = path.stat().st_size
+            if size != info["size"]:
+                problems.append(f"{filename}: size {size}, expected {info['size']}")
+            elif sha256_file(path) != info["sha256"]:
+                problems.append(f"{filename}: SHA-256 differs from the one recorded when cached")
+        except FileNotFoundError:
             problems.append(f"{filename}: missing")
-            continue
-        if info.get("size") is not None and path.stat().st_size != info["size"]:
-            problems.append(f"{filename}: size {path.stat().st_size}, expected {info['size']}")
-            continue
-        if info.get("sha256") and sha256_file(path) != info["sha256"]:
-            problems.append(f"{filename}: SHA-256 differs from the one recorded when cached")
+        except OSError as exc:
+            problems.append(f"{filename}: unreadable ({exc.strerror or exc})")
+    if not entry.archive_checked:
+        problems.append(
+            "extracted from a tar archive by an older bert_hub, which did not verify the archive's "
+            "compressed stream (CRC-32 and length): its files may be corrupt")
+    if entry.path.is_file() and not problems and is_archive(entry.path):
+        try:
+            archives.verify_archive(entry.path)
+        except BertHubError as exc:
+            problems.append(f"{entry.name}: {exc}")
     return problems
 
 
 def remove_entry(root: Path, name: str) -> CacheEntry:
-    """Delete one entry (under its lock, so no reader or writer is mid-way)."""
+    """Delete one entry (under its lock, so no writer of this cache is mid-way; a reader that
+    already opened its files keeps them, one that had not fetches the entry again)."""
     entry = find_entry(root, name)
-    with entry_lock(root, name):
-        if entry.path.is_dir():
-            graveyard = _tmp_dir(root) / f"{name}.{uuid.uuid4().hex}.old"
-            os.replace(entry.path, graveyard)
-            _remove_tree(graveyard)
-        else:
-            meta = entry.path.with_name(entry.path.name + ".json")
-            meta.unlink(missing_ok=True)
-            entry.path.unlink(missing_ok=True)
+    with entry_lock(root, name), disk.writing(entry.path, f"removing {name!r}"):
+        try:
+            if entry.path.is_dir():
+                layout.bury(entry.path, root)
+            else:
+                layout.remove_any(entry.path.with_name(entry.path.name + ".json"))
+                entry.path.unlink()
+        except FileNotFoundError:
+            raise EntryNotFoundError(f"Cache entry {name!r} was removed by another process "
+                                     f"meanwhile.") from None
     return entry
 
 
-_TMP_ITEM = re.compile(r"^(.+?)(\.[0-9a-f]{32}\.(?:extract|model|old)|\.part(?:\.meta\.json)?)$")
+_TMP_ITEM = re.compile(r"^(.+?)(\.[0-9a-f]{32}\.(?:extract|model|old)|\.[0-9a-f]{64}\.verified"
+                       r"|\.part(?:\.meta\.json(?:\.[0-9a-f]{32}\.tmp)?)?)$")
 
 
 def prune(root: Path) -> List[Path]:
-    """Remove what no process is using: temp files and folders, incomplete entries, stale
-    locks. A temp item is only removed when its entry's lock can be taken at once."""
+    """Remove what no process is using: temp files and folders (in .tmp, in entries, beside
+    single files), incomplete or damaged entries, and the lock files of entries that no longer
+    exist. Each item goes only when its entry's lock can be taken at once."""
     removed: List[Path] = []
-    tmp = root / _TMP
-    if tmp.is_dir():
-        for item in sorted(tmp.iterdir()):
-            match = _TMP_ITEM.match(item.name)
-            name = match.group(1) if match else item.name
-            try:
-                with entry_lock(root, name, timeout=0):
-                    _remove_tree(item) if item.is_dir() else item.unlink(missing_ok=True)
+    locks_before = set(_children(root / layout.LOCKS))   # the ones prune creates go without a word
+
+    def remove(name: str, item: Path) -> None:
+        try:
+            with entry_lock(root, name, timeout=0):
+                layout.remove_any(item)
+                if item.parent.name != layout.LOCKS or item in locks_before:
                     removed.append(item)
-            except LockTimeoutError:
-                logger.info("Skipping %s: another process is using it", item)
-    mdir = models_dir(root)
-    if mdir.is_dir():
-        for folder in sorted(mdir.iterdir()):
-            if read_manifest(folder) is None:
-                try:
-                    with entry_lock(root, folder.name, timeout=0):
-                        _remove_tree(folder)
-                        removed.append(folder)
-                except LockTimeoutError:
-                    pass
+        except LockTimeoutError:
+            logger.info("Skipping %s: another process is using it", item)
+
+    for item in _children(root / layout.TMP):
+        match = _TMP_ITEM.match(item.name)
+        remove(match.group(1) if match else item.name, item)
+    for folder in _children(models_dir(root)):
+        if read_manifest(folder) is None:
+            remove(folder.name, folder)
+            continue
+        for item in _children(folder):
+            if TEMP_SUFFIX.search(item.name):
+                remove(folder.name, item)
+    for item in _children(root / "files"):
+        if TEMP_SUFFIX.search(item.name):
+            remove(item.name.split(".", 1)[0], item)
+    for lock in _children(root / layout.LOCKS):
+        name = lock.name[: -len(".lock")]
+        if lock.suffix == ".lock" and not (entry_path(root, name).exists()
+                                           or (root / "files" / name).exists()):
+            remove(name, lock)
     return removed

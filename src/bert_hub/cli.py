@@ -49,15 +49,32 @@ def cmd_download(args) -> int:
 
 
 def cmd_list(args) -> int:
+    if args.hf:
+        return _list_hf(args)
     from .cache import list_entries
     from .registry import load_registry
-    sizes = {entry.name: entry.size for entry in list_entries(_root(args))}
+    entries = {entry.name: entry for entry in list_entries(_root(args))}
     rows = [("NAME", "ALIASES", "CACHED", "SIZE")]
     for spec in load_registry():
-        cached = spec.name in sizes
-        rows.append((spec.name, ",".join(spec.aliases) or "-", "yes" if cached else "no",
-                     _human(sizes[spec.name]) if cached else "-"))
+        entry = entries.get(spec.name)
+        cached = "no" if entry is None else "damaged" if entry.problem else "yes"
+        rows.append((spec.name, ",".join(spec.aliases) or "-", cached,
+                     _human(entry.size) if entry is not None else "-"))
     _print_table(rows)
+    return 0
+
+
+def _list_hf(args) -> int:
+    """What the Hugging Face cache holds that we can load (and why the rest cannot be)."""
+    from .hf_hub import cached_models, hf_cache_dir
+    loadable, skipped = cached_models(args.cache_dir)
+    rows = [("REPO", "REFS", "COMMIT", "ARCHITECTURE", "WEIGHTS", "SIZE")]
+    rows += [(m.repo_id, ",".join(m.refs) or "-", m.commit[:10], m.architecture, m.weights,
+              _human(m.size)) for m in loadable]
+    _print_table(rows)
+    print(f"{len(loadable)} loadable revision(s) in {hf_cache_dir(args.cache_dir)}")
+    for repo_id, reason in skipped:
+        print(f"not loadable: {repo_id}: {reason}")
     return 0
 
 
@@ -132,9 +149,14 @@ def cmd_cache(args) -> int:
     if args.action == "ls":
         entries = cache.list_entries(root)
         rows = [("NAME", "SIZE", "CONVERTED", "SOURCE")]
-        rows += [(e.name, _human(e.size), "yes" if e.converted else "no", e.source) for e in entries]
+        rows += [(e.name, _human(e.size), "yes" if e.converted else "no",
+                  f"DAMAGED: {e.problem}" if e.problem else e.source) for e in entries]
         _print_table(rows)
         print(f"{len(entries)} entries, {_human(sum(e.size for e in entries))} in {root}")
+        damaged = [e.name for e in entries if e.problem]
+        if damaged:
+            print(f"{len(damaged)} damaged (never served): remove with `bert-hub cache rm "
+                  f"{' '.join(damaged)}` or `bert-hub cache prune`.", file=sys.stderr)
         return 0
     if args.action == "verify":
         entries = [cache.find_entry(root, n) for n in args.names] if args.names else cache.list_entries(root)
@@ -191,6 +213,11 @@ def _version_of(module: str) -> str:
     return "not installed"
 
 
+def cmd_run(args) -> int:
+    from .pipelines.cli import run
+    return run(args)
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
     run_demo(cache_dir=args.cache_dir, text=args.text)
@@ -229,12 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = with_cache_dir(sub.add_parser("download", help="download (and convert) models into the cache"))
-    p.add_argument("names", nargs="+", metavar="NAME", help="registry name or alias, URL or archive")
+    p.add_argument("names", nargs="+", metavar="NAME",
+                   help="registry name or alias, URL, archive, or Hugging Face Hub id (org/name)")
     p.add_argument("--no-convert", action="store_true", help="skip the TF -> PyTorch conversion")
     p.add_argument("--force", action="store_true", help="download again even when cached")
     p.set_defaults(func=cmd_download)
 
     p = with_cache_dir(sub.add_parser("list", help="the registry: names, aliases, cached or not"))
+    p.add_argument("--hf", action="store_true",
+                   help="instead: the BERT models in the Hugging Face cache (--cache-dir: that cache)")
     p.set_defaults(func=cmd_list)
 
     p = with_cache_dir(sub.add_parser("convert", help="TensorFlow checkpoint <-> PyTorch weights"))
@@ -258,6 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = with_cache_dir(sub.add_parser("env", help="versions, cache dir, offline state"))
     p.set_defaults(func=cmd_env)
+
+    p = with_cache_dir(sub.add_parser("run", help="a pipeline (fill-mask, ner, ...): one JSON result per input"))
+    from .pipelines.cli import add_arguments
+    add_arguments(p)
+    p.set_defaults(func=cmd_run)
 
     p = with_cache_dir(sub.add_parser("demo", help="the embedded demo model, end to end, offline"))
     p.add_argument("--text", default="Who was Jim Henson? Jim Henson was a puppeteer.")

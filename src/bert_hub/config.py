@@ -1,9 +1,11 @@
-"""``BertConfig``: the fields of Google's ``bert_config.json``, typed and validated when built.
+"""``BertConfig``: the fields of Google's ``bert_config.json``, typed, and validated when a model
+is built from them (``validate()``).
 
 Drop-in for pytorch-pretrained-bert 0.6.2: ``BertConfig(30522)``, ``BertConfig("bert_config.json")``
-and ``BertConfig(vocab_size_or_config_json_file=30522, hidden_size=768, ...)`` all work. It also
-reads a Hugging Face ``config.json``: keys that only describe the file are ignored, keys that
-would change the network into something this BERT is not are refused.
+and ``BertConfig(vocab_size_or_config_json_file=30522, hidden_size=768, ...)`` all work, and, as
+there and in Google's ``modeling.py``, any values are accepted until a model (or a conversion)
+uses them. It also reads a Hugging Face ``config.json``: keys that only describe the file are
+ignored, keys that would change the network into something this BERT is not are refused.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import dataclasses
 import json
 import logging
 import os
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Union
 
@@ -22,6 +25,30 @@ logger = logging.getLogger(__name__)
 # Names accepted for ``hidden_act``: 0.6.2's ("gelu" = exact erf, "relu", "swish"), Google's
 # ("tanh", "linear") and Hugging Face's names for the tanh approximation of GELU.
 ACTIVATIONS = ("gelu", "relu", "swish", "silu", "gelu_new", "gelu_pytorch_tanh", "tanh", "linear")
+
+# The integer sizes of a BERT, and the largest value of each that a model is built with: far
+# above any released BERT (BERT-large: 24 layers x 1024; multilingual vocabularies ~250k), low
+# enough that one number in a config cannot make building a model take unbounded time or memory.
+SIZE_LIMITS = {
+    "vocab_size": 1 << 24,
+    "hidden_size": 1 << 16,
+    "num_hidden_layers": 1 << 10,
+    "num_attention_heads": 1 << 16,
+    "intermediate_size": 1 << 18,
+    "max_position_embeddings": 1 << 20,
+    "type_vocab_size": 1 << 16,
+}
+# The most parameters a config may describe (about 8.6 billion; BERT-large has 335 million).
+MAX_PARAMETERS = 1 << 33
+
+_SHOW = reprlib.Repr()
+_SHOW.maxstring, _SHOW.maxother, _SHOW.maxlevel = 80, 80, 3
+
+
+def _show(value) -> str:
+    """repr() for messages: short, and safe on deeply nested values read from a file."""
+    return _SHOW.repr(value)
+
 
 # Keys of a Hugging Face config.json that describe the file or training, not the network.
 _HF_INFORMATIONAL_KEYS = frozenset({
@@ -49,8 +76,9 @@ class BertConfig:
 
     ``BertConfig(vocab_size_or_config_json_file, hidden_size=768, ...)``: the first argument is
     the vocabulary size (int) or the path of a JSON file, as in pytorch-pretrained-bert 0.6.2.
-    ``vocab_size=`` is accepted as a keyword too. Invalid values raise ``ConfigError``
-    (a ``ValueError``) quoting them.
+    ``vocab_size=`` is accepted as a keyword too. As in 0.6.2 any values are stored as given;
+    ``validate()``, which every model and conversion calls, raises ``ConfigError`` (a
+    ``ValueError``) quoting the first value that cannot build a model.
 
     ``type_vocab_size`` defaults to 2, as in 0.6.2 and every released ``bert_config.json``
     (the default of Google's Python class is 16, which no released checkpoint uses).
@@ -91,8 +119,12 @@ class BertConfig:
             if vocab_size is not None:
                 raise ConfigError("give either a config file or vocab_size=, not both")
             other = type(self).from_json_file(first)
-            self.__dict__.update(copy.deepcopy(other.__dict__))
+            self.__dict__.update(other.__dict__)  # a fresh object: nothing shared with anyone
             return
+        if first is not None and not isinstance(first, int):
+            raise ConfigError(
+                f"the first argument of BertConfig is a vocabulary size (int) or the path of a "
+                f"bert_config.json, got {_show(first)}")
         if first is not None and vocab_size is not None:
             raise ConfigError(
                 f"vocab_size given twice ({first!r} and vocab_size={vocab_size!r}); give it once")
@@ -113,18 +145,11 @@ class BertConfig:
         self.type_vocab_size = type_vocab_size
         self.initializer_range = initializer_range
         self.extra = {}
-        self.validate()
 
     # -- validation -----------------------------------------------------------------------------
     def validate(self) -> None:
         """Raise ``ConfigError`` naming the first field whose value cannot build a model."""
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                     "intermediate_size", "max_position_embeddings", "type_vocab_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(f"{name} must be an integer, got {value!r}")
-            if value <= 0:
-                raise ConfigError(f"{name} must be positive, got {value}")
+        check_sizes(self)
         if self.hidden_size % self.num_attention_heads != 0:
             raise ConfigError(
                 f"hidden_size ({self.hidden_size}) is not a multiple of num_attention_heads "
@@ -132,16 +157,17 @@ class BertConfig:
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{name} must be a number in [0, 1), got {value!r}")
+                raise ConfigError(f"{name} must be a number in [0, 1), got {_show(value)}")
             if not 0.0 <= value < 1.0:
                 raise ConfigError(f"{name} ({value}) must be in [0, 1)")
         value = self.initializer_range
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-            raise ConfigError(f"initializer_range must be a non-negative number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not 0 <= value < float("inf"):
+            raise ConfigError(f"initializer_range must be a non-negative number, got {_show(value)}")
         act = self.hidden_act
-        if not callable(act) and act not in ACTIVATIONS:
+        if not callable(act) and not (isinstance(act, str) and act in ACTIVATIONS):
             raise ConfigError(
-                f"unknown hidden_act {act!r}; use one of {', '.join(ACTIVATIONS)} or a callable")
+                f"unknown hidden_act {_show(act)}; use one of {', '.join(ACTIVATIONS)} or a callable")
 
     # -- construction from data -----------------------------------------------------------------
     @classmethod
@@ -155,16 +181,17 @@ class BertConfig:
         if "vocab_size" not in known:
             raise ConfigError("the config has no 'vocab_size'; a bert_config.json always has one")
         if not isinstance(known["vocab_size"], int):   # a str would be taken for a file path
-            raise ConfigError(f"vocab_size must be an integer, got {known['vocab_size']!r}")
+            raise ConfigError(f"vocab_size must be an integer, got {_show(known['vocab_size'])}")
         for key, expected in _HF_FIXED_KEYS.items():
             if key in extra and extra[key] is not None and extra[key] != expected:
                 raise ConfigError(
-                    f"{key}={extra[key]!r} is not supported (BERT uses {key}={expected!r}); "
+                    f"{key}={_show(extra[key])} is not supported (BERT uses {key}={expected!r}); "
                     "this config describes a different architecture")
         unknown = sorted(set(extra) - _HF_INFORMATIONAL_KEYS - set(_HF_FIXED_KEYS))
         if unknown:
-            logger.warning("config keys not used by BertConfig (kept in .extra): %s",
-                           ", ".join(unknown))
+            logger.warning("config keys not used by BertConfig (kept in .extra): %s%s",
+                           ", ".join(_show(k) if len(k) > 80 else k for k in unknown[:20]),
+                           f" and {len(unknown) - 20} more" if len(unknown) > 20 else "")
         config = cls(known.pop("vocab_size"), **known)
         config.extra = extra
         return config
@@ -188,17 +215,26 @@ class BertConfig:
                 f"{exc.start}); pass the model's bert_config.json") from None
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except RecursionError:
+            raise ConfigError(f"config file {os.fspath(json_file)!r} nests too deeply to be a "
+                              "config (a bert_config.json is one flat object)") from None
+        except ValueError as exc:   # JSONDecodeError, or an integer of thousands of digits
             raise ConfigError(f"config file {os.fspath(json_file)!r} is not valid JSON: {exc}") \
                 from None
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"config file {os.fspath(json_file)!r}: {exc}") from None
 
     # -- serialisation --------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
         """The eleven fields of ``bert_config.json`` (extras are not written back)."""
-        out = {f.name: copy.deepcopy(getattr(self, f.name))
-               for f in dataclasses.fields(self) if f.name != "extra"}
-        return out
+        try:
+            return {f.name: copy.deepcopy(getattr(self, f.name))
+                    for f in dataclasses.fields(self) if f.name != "extra"}
+        except RecursionError:
+            raise ConfigError("a field of this config nests too deeply to copy; every field "
+                              "of a bert_config.json is a number or a string") from None
 
     def to_json_string(self) -> str:
         """JSON text in 0.6.2's form: indented, sorted keys, trailing newline."""
@@ -207,7 +243,11 @@ class BertConfig:
             raise ConfigError(
                 f"hidden_act is a callable ({data['hidden_act']!r}) and cannot be written to JSON;"
                 f" use one of {', '.join(ACTIVATIONS)}")
-        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+        try:
+            return json.dumps(data, indent=2, sort_keys=True) + "\n"
+        except (RecursionError, TypeError, ValueError) as exc:
+            raise ConfigError(f"this config cannot be written as JSON ({_show(str(exc))}); every "
+                              "field of a bert_config.json is a number or a string") from None
 
     def to_json_file(self, json_file_path: Union[str, os.PathLike]) -> None:
         """Write ``to_json_string()`` to a file."""
@@ -216,4 +256,36 @@ class BertConfig:
             writer.write(text)
 
     def __repr__(self) -> str:
-        return f"BertConfig({', '.join(f'{k}={v!r}' for k, v in self.to_dict().items())})"
+        fields = (f.name for f in dataclasses.fields(self) if f.name != "extra")
+        return f"BertConfig({', '.join(f'{k}={_show(getattr(self, k))}' for k in fields)})"
+
+
+def parameter_count(config) -> int:
+    """About how many parameters a BERT of ``config``'s sizes has (embeddings, layers, pooler
+    and MLM transform; biases and LayerNorms left out)."""
+    h, i = config.hidden_size, config.intermediate_size
+    embeddings = h * (config.vocab_size + config.max_position_embeddings + config.type_vocab_size)
+    return embeddings + config.num_hidden_layers * (4 * h * h + 2 * h * i) + 2 * h * h
+
+
+def check_sizes(config) -> None:
+    """Raise ``ConfigError`` unless every size of ``config`` (a BertConfig, or anything with its
+    fields) is a positive integer within ``SIZE_LIMITS`` and the whole within
+    ``MAX_PARAMETERS``: what a model and the conversion tables are built from."""
+    for name, limit in SIZE_LIMITS.items():
+        if not hasattr(config, name):
+            continue   # e.g. dimensions read off a checkpoint carry no head count
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name} must be an integer, got {_show(value)}")
+        if value <= 0:
+            raise ConfigError(f"{name} must be positive, got {value}")
+        if value > limit:
+            raise ConfigError(
+                f"{name} ({value}) is over bert_hub's limit of {limit}, far beyond any BERT; "
+                "check the config (a misplaced digit?)")
+    count = parameter_count(config)
+    if count > MAX_PARAMETERS:
+        raise ConfigError(
+            f"these sizes describe a model of about {count:,} parameters, over bert_hub's limit "
+            f"of {MAX_PARAMETERS:,} (BERT-large has 335 million); check the config")

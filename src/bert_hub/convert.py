@@ -5,23 +5,24 @@ TensorFlow and ``[out, in]`` by ``torch.nn.Linear``, so those rows carry a trans
 decoder weight is tied to the word embeddings and never appears in either direction.
 
 TF -> torch to a ``.safetensors`` file streams tensor by tensor with numpy alone (no torch
-import, memory flat at about the largest tensor); ``.bin`` goes through ``torch.save``.
+import, memory flat at about the largest tensor); ``.bin`` goes through ``torch.save``. Both are
+written, and PyTorch files read, by ``weights`` (the one owner of those formats).
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
-import struct
-import uuid
 from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import NamedTuple
 
 import numpy as np
 
-from bert_hub.errors import ConversionError
+from bert_hub import weights
+from bert_hub.config import check_sizes
+from bert_hub.errors import ConfigError, ConversionError
+from bert_hub.filenames import SAFE_WEIGHTS_NAME, WEIGHTS_NAME
 from bert_hub.tf_checkpoint import CheckpointReader, write_checkpoint
 
 __all__ = [
@@ -106,12 +107,7 @@ SKIPPED_SLOTS = frozenset({"adam_m", "adam_v", "Adam", "Adam_1", "Momentum", "Ad
                            "RMSProp", "RMSProp_1", "lamb_m", "lamb_v", "ExponentialMovingAverage"})
 SKIPPED_NAMES = frozenset({"global_step", "beta1_power", "beta2_power", "loss_scale",
                            "good_steps", "current_loss_scale"})
-# Module keys that are not weights of their own: the tied MLM decoder (0.6.2 and transformers),
-# and buffers some PyTorch BERTs keep in their state dicts.
-TIED_OR_BUFFER_KEYS = frozenset({"cls.predictions.decoder.weight", "cls.predictions.decoder.bias",
-                                 "bert.embeddings.position_ids"})
 _GROUPS = ("bert", "cls.predictions", "cls.seq_relationship")
-_DECODER_KEY = "cls.predictions.decoder.weight"
 
 
 class Row(NamedTuple):
@@ -130,7 +126,9 @@ def _dims(config) -> dict:
 
 
 def name_table(config) -> list[Row]:
-    """Every row of the name table for ``config`` (a BertConfig or anything with its fields)."""
+    """Every row of the name table for ``config`` (a BertConfig or anything with its fields);
+    its sizes are checked first (``bert_hub.config.check_sizes``), so the table stays small."""
+    check_sizes(config)
     d = _dims(config)
 
     def row(tf_name, key, transpose, shape, group):
@@ -177,22 +175,50 @@ def resolve_config(config_or_path):
     return config_or_path
 
 
+_LAYER_NAME = re.compile(r"bert/encoder/layer_([0-9]{1,18})/")  # longer numbers: unknown names
+# The variables infer_config reads its dimensions from: name -> what each axis is.
+_INFERRED_FROM = {
+    "bert/embeddings/word_embeddings": ("vocab_size", "hidden_size"),
+    "bert/encoder/layer_0/intermediate/dense/kernel": ("hidden_size", "intermediate_size"),
+    "bert/embeddings/position_embeddings": ("max_position_embeddings", "hidden_size"),
+    "bert/embeddings/token_type_embeddings": ("type_vocab_size", "hidden_size"),
+}
+
+
+def _layer_indices(names) -> set:
+    """The N of every ``bert/encoder/layer_N/...`` variable (optimizer slots included)."""
+    return {int(m.group(1)) for n in names for m in [_LAYER_NAME.match(n)] if m}
+
+
 def infer_config(reader: CheckpointReader) -> SimpleNamespace:
     """The six dimensions the name table needs, read off the checkpoint's shapes (for
     ``load_tf_weights_in_bert`` on a model without a config)."""
     shapes = {n: s for n, _, s in reader.list_variables()}
+    dims = {}
+    for name, axes in _INFERRED_FROM.items():
+        if name not in shapes:
+            raise ConversionError(f"{reader.prefix}: not a BERT checkpoint (no {name!r}); pass "
+                                  "its bert_config.json")
+        if len(shapes[name]) != 2:
+            raise ConversionError(
+                f"{reader.prefix}: {name} has shape {shapes[name]}, not a matrix; this is not a "
+                "BERT checkpoint we can read without its bert_config.json")
+        for axis, size in zip(axes, shapes[name]):
+            dims.setdefault(axis, size)
+    layers = sorted(_layer_indices(shapes))
+    if layers != list(range(len(layers))):
+        gaps = sorted(set(range(len(layers))) - set(layers))[:3] or [len(layers)]
+        raise ConversionError(
+            f"{reader.prefix}: the encoder layers are not numbered 0..{len(layers) - 1} (layer "
+            f"{gaps[0]} is missing; the highest is layer_{layers[-1]}); the checkpoint is not a "
+            "BERT's: pass its bert_config.json")
+    config = SimpleNamespace(num_hidden_layers=len(layers), **dims)
     try:
-        vocab, hidden = shapes["bert/embeddings/word_embeddings"]
-        layers = 1 + max(int(m.group(1)) for n in shapes
-                         for m in [re.match(r"bert/encoder/layer_(\d+)/", n)] if m)
-        return SimpleNamespace(
-            vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers,
-            intermediate_size=shapes["bert/encoder/layer_0/intermediate/dense/kernel"][1],
-            max_position_embeddings=shapes["bert/embeddings/position_embeddings"][0],
-            type_vocab_size=shapes["bert/embeddings/token_type_embeddings"][0])
-    except (KeyError, ValueError) as e:
-        raise ConversionError(f"{reader.prefix}: not a BERT checkpoint (no {e}); pass its "
-                              "bert_config.json") from None
+        check_sizes(config)
+    except ConfigError as e:
+        raise ConversionError(f"{reader.prefix}: the sizes read off the checkpoint are not a "
+                              f"BERT's ({e})") from None
+    return config
 
 
 # --------------------------------------------------------------------------- TF -> torch
@@ -219,13 +245,42 @@ def _check_groups(present: set, rows: list, what: str, where: str) -> None:
                 "bert_config.json belongs to this checkpoint (num_hidden_layers?)")
 
 
+# dtypes a BERT weight may have (models cast floating weights to their dtype on load).
+_WEIGHT_DTYPES = ("float32", "float16", "bfloat16", "float64")
+
+
+def _listed(items: list, sep: str = ", ", most: int = 20) -> str:
+    """The first ``most`` items (each cut to 200 characters) and how many more: a hostile
+    checkpoint's names must not make a message megabytes long."""
+    shown = [item if len(item) <= 200 else item[:200] + "..." for item in items[:most]]
+    return sep.join(shown) + (f" and {len(items) - most} more" if len(items) > most else "")
+
+
+def _check_layer_count(names, config, where: str) -> None:
+    """A config with more layers than the checkpoint holds is refused before its name table
+    is built, so a huge ``num_hidden_layers`` costs nothing."""
+    held = len(_layer_indices(names))
+    if config.num_hidden_layers <= held:
+        return
+    missing = (config.num_hidden_layers - held) * len(_LAYER)
+    first = [t.format(n=held) for t, _, _, _ in _LAYER][:8]
+    raise ConversionError(
+        f"{where}: missing {missing} weight(s) the config expects: {', '.join(first)} ... Check "
+        f"that bert_config.json belongs to this checkpoint (num_hidden_layers="
+        f"{config.num_hidden_layers}; the checkpoint holds {held} layers)")
+
+
 def plan_tf_to_torch(reader: CheckpointReader, config) -> list[Row]:
     """The rows this checkpoint holds, checked against the config before any data is read:
-    unknown names and wrong shapes raise ConversionError listing every offender."""
+    unknown names, wrong shapes and dtypes raise ConversionError listing every offender; each
+    variable's size and shard are checked too (CheckpointError)."""
+    check_sizes(config)
+    variables = reader.list_variables()
+    _check_layer_count([name for name, _, _ in variables], config, reader.prefix)
     rows = name_table(config)
     by_tf = {r.tf_name: r for r in rows}
-    unknown, wrong, found = [], [], []
-    for name, dtype, shape in reader.list_variables():
+    unknown, wrong, bad_dtype, found = [], [], [], []
+    for name, dtype, shape in variables:
         if is_training_state(name):
             continue
         r = by_tf.get(name)
@@ -235,18 +290,27 @@ def plan_tf_to_torch(reader: CheckpointReader, config) -> list[Row]:
         tf_shape = tuple(reversed(r.shape)) if r.transpose else r.shape
         if tuple(shape) != tf_shape:
             wrong.append(f"{name} {list(shape)} (config says {list(tf_shape)})")
+        if dtype not in _WEIGHT_DTYPES:
+            bad_dtype.append(f"{name} ({dtype})")
         found.append(r)
     if unknown:
         raise ConversionError(
             f"{reader.prefix}: {len(unknown)} variable(s) not in the BERT name table: "
-            f"{', '.join(unknown)}. Only BERT pre-training weights (bert/..., cls/...) and "
+            f"{_listed(unknown)}. Only BERT pre-training weights (bert/..., cls/...) and "
             "optimizer state (adam_m, adam_v, global_step) are understood; remove the others "
             "from the checkpoint with TensorFlow")
     if wrong:
         raise ConversionError(
-            f"{reader.prefix}: shapes do not match the config: {'; '.join(wrong)}. Pass the "
+            f"{reader.prefix}: shapes do not match the config: {_listed(wrong, '; ')}. Pass the "
             "bert_config.json that came with this checkpoint")
+    if bad_dtype:
+        raise ConversionError(
+            f"{reader.prefix}: weights that are not floating point: {_listed(bad_dtype)}. BERT "
+            f"weights are {', '.join(_WEIGHT_DTYPES)}; this checkpoint is damaged or not a "
+            "BERT's")
     _check_groups({r.key for r in found}, rows, "tf_name", reader.prefix)
+    for r in found:
+        reader.check(r.tf_name)  # whole, sized as its shape says, inside its shard
     order = {r.tf_name: i for i, r in enumerate(rows)}
     return sorted(found, key=lambda r: order[r.tf_name])  # the table's order
 
@@ -267,25 +331,14 @@ def tf_to_state_dict(prefix_or_reader, config=None) -> dict:
 # --------------------------------------------------------------------------- torch -> TF
 
 
-def _normalise_key(key: str) -> str | None:
-    """A PyTorch BERT key -> the 0.6.2 BertForPreTraining key (None: tied/buffer, ignore)."""
-    key = key.removeprefix("module.")  # saved from DataParallel / DDP
-    if not key.startswith(("bert.", "cls.")):
-        key = "bert." + key
-    if key.endswith(".gamma"):  # pytorch-pretrained-bert < 0.5 LayerNorm names
-        key = key[: -len("gamma")] + "weight"
-    elif key.endswith(".beta"):
-        key = key[: -len("beta")] + "bias"
-    return None if key in TIED_OR_BUFFER_KEYS else key
-
-
 def _torch_to_tf(state_dict: Mapping, config) -> dict:
     """{Google name: torch tensor (contiguous, transposed where TF wants)}."""
     rows = name_table(config)
     by_key = {r.key: r for r in rows}
     unknown, wrong, out, seen = [], [], {}, set()
+    normalised = weights.normalise_keys(state_dict)  # tied names and buffers left out
     for key, value in state_dict.items():
-        norm = _normalise_key(key)
+        norm = normalised.get(key)
         if norm is None:
             continue
         r = by_key.get(norm)
@@ -325,23 +378,17 @@ def state_dict_to_tf(state_dict: Mapping, config) -> dict:
 
 
 def _load_state_dict(path) -> dict:
-    import torch
-
     path = os.fspath(path)
     if os.path.isdir(path):
-        for name in ("model.safetensors", "pytorch_model.bin"):
+        for name in (SAFE_WEIGHTS_NAME, WEIGHTS_NAME):
             if os.path.isfile(os.path.join(path, name)):
                 path = os.path.join(path, name)
                 break
         else:
-            raise ConversionError(f"{path}: no model.safetensors or pytorch_model.bin here")
+            raise ConversionError(f"{path}: no {SAFE_WEIGHTS_NAME} or {WEIGHTS_NAME} here")
     if not os.path.isfile(path):
         raise ConversionError(f"{path} does not exist; pass a .safetensors or .bin file")
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        return load_file(path)
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return weights.load_weights(path)
 
 
 def export_tf_checkpoint(state_dict_or_path, config_or_path, out_prefix) -> str:
@@ -355,36 +402,30 @@ def export_tf_checkpoint(state_dict_or_path, config_or_path, out_prefix) -> str:
 
 # --------------------------------------------------------------------------- files
 
-_SAFETENSORS_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64",
-                       "int32": "I32", "int64": "I64", "int16": "I16", "int8": "I8",
-                       "uint8": "U8", "bool": "BOOL"}
-
-
 def _write_safetensors_streaming(reader: CheckpointReader, rows: list[Row], f) -> None:
-    """The safetensors layout (8-byte header length, JSON header, raw bytes) written one tensor
-    at a time, so memory stays at about the largest tensor instead of the whole model."""
-    header, offset = {"__metadata__": {"format": "pt", "source": "tensorflow"}}, 0
-    for r in rows:
-        e = reader.entry(r.tf_name)
-        header[r.key] = {"dtype": _SAFETENSORS_DTYPES[e.dtype], "shape": list(r.shape),
-                         "data_offsets": [offset, offset + e.size]}
-        offset += e.size
-    blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    blob += b" " * (-len(blob) % 8)  # safetensors pads the header to 8-byte alignment
-    f.write(struct.pack("<Q", len(blob)))
-    f.write(blob)
+    """One tensor at a time, so memory stays at about the largest tensor instead of the whole
+    model; the tied decoder weight is listed as an alias of the word embeddings."""
+    entries = {r.key: reader.entry(r.tf_name) for r in rows}
+    infos = [weights.TensorInfo(r.key, weights.dtype_code(entries[r.key].dtype), r.shape,
+                                entries[r.key].size) for r in rows]
+    by_key = {r.key: r for r in rows}
     # Two buffers reused for every tensor (fresh memory is slow to touch): one to read into
     # (read + CRC, no mapped pages kept), one to transpose into.
-    sizes = [reader.entry(r.tf_name).size for r in rows] or [0]
+    sizes = [e.size for e in entries.values()] or [0]
     read_buf = np.empty(max(sizes), dtype=np.uint8)
-    t_buf = np.empty(max([s for s, r in zip(sizes, rows) if r.transpose] or [0]), np.uint8)
-    for r, size in zip(rows, sizes):
+    t_buf = np.empty(max([entries[r.key].size for r in rows if r.transpose] or [0]), np.uint8)
+
+    def data(info: weights.TensorInfo):
+        r = by_key[info.name]
         arr = reader.get_array(r.tf_name, out=read_buf)
         if r.transpose:
-            out = t_buf[:size].view(arr.dtype).reshape(r.shape)
+            out = t_buf[:info.nbytes].view(arr.dtype).reshape(r.shape)
             np.copyto(out, arr.T)
             arr = out
-        f.write(memoryview(arr.reshape(-1).view(np.uint8)))
+        return arr.reshape(-1).view(np.uint8)
+
+    weights.write_safetensors(f, infos, data, metadata={"source": "tensorflow"},
+                              aliases=weights.tied_names(by_key))
 
 
 class _ReleaseWhileWriting:
@@ -412,8 +453,6 @@ def _write_bin_streaming(reader: CheckpointReader, rows: list[Row], f) -> None:
     """torch.save format with flat memory: every tensor is a view of the memory-mapped shard
     (kernels as transposed views, exactly as 0.6.2's converter saved them), CRC-checked as it
     is mapped, pages released as torch.save copies them out."""
-    import torch
-
     state, pending = {}, 0
     for r in rows:
         t = reader.get_tensor(r.tf_name)  # verifies the CRC: touches the pages once
@@ -423,11 +462,11 @@ def _write_bin_streaming(reader: CheckpointReader, rows: list[Row], f) -> None:
             reader.release_pages()
             pending = 0
     reader.release_pages()
-    if "cls.predictions.bias" in state:
-        # 0.6.2's state_dict() lists the tied decoder weight, so a strict load_state_dict of
-        # this file needs it; it shares the embedding's storage, which torch.save stores once.
-        state[_DECODER_KEY] = state["bert.embeddings.word_embeddings.weight"]
-    torch.save(state, _ReleaseWhileWriting(f, reader.release_pages))
+    # 0.6.2's state_dict() lists the tied decoder weight, so a strict load_state_dict of this
+    # file needs it; it shares the embedding's storage, which torch.save stores once.
+    for alias, source in weights.tied_names(state).items():
+        state[alias] = state[source]
+    weights.save_bin(state, _ReleaseWhileWriting(f, reader.release_pages))
 
 
 def _format_of(out_path: str, fmt: str | None) -> str:
@@ -455,18 +494,11 @@ def convert_tf_checkpoint(tf_checkpoint_prefix, config_or_path, out_path, *, for
     rows = plan_tf_to_torch(reader, config)  # every name and shape checked before writing
     parent = os.path.dirname(os.path.abspath(out_path))
     os.makedirs(parent, exist_ok=True)
-    tmp = f"{out_path}.{uuid.uuid4().hex[:12]}.tmp"
+    write = _write_safetensors_streaming if fmt == "safetensors" else _write_bin_streaming
     try:
-        if fmt == "safetensors":
-            with open(tmp, "wb") as f:
-                _write_safetensors_streaming(reader, rows, f)
-        else:
-            with open(tmp, "wb") as f:
-                _write_bin_streaming(reader, rows, f)
-        os.replace(tmp, out_path)
+        with weights.atomic_file(out_path) as f:
+            write(reader, rows, f)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
         reader.close()
     logger.info("converted %s (%d tensors) to %s", reader.prefix, len(rows), out_path)
     return out_path
@@ -490,12 +522,10 @@ def load_tf_weights_in_bert(model, tf_checkpoint_path):
         config = infer_config(reader)
     state = tf_to_state_dict(reader, config)
     keys = set(model.state_dict())
-    with_prefix = "bert.embeddings.word_embeddings.weight" in keys
     mapped, skipped = {}, []
-    for key, value in state.items():
-        target = key if with_prefix else (key[len("bert."):] if key.startswith("bert.") else None)
+    for key, target in weights.map_keys(state, keys).items():
         if target in keys:
-            mapped[target] = value
+            mapped[target] = state[key]
         else:
             skipped.append(key)
     if not mapped:

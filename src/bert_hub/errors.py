@@ -100,3 +100,8 @@ class InvalidArgumentError(BertHubError, TypeError):
 
 class CacheNotWritableError(BertHubError, OSError):
     """The cache folder (``BERT_HUB_CACHE`` or ``cache_dir``) cannot be created or written."""
+
+
+class AccessDeniedError(BertHubError, PermissionError):
+    """A server refused access (a gated or private Hugging Face repository without an accepted
+    token); the message says how to get access."""

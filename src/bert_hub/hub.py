@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, TypeVar, Union
 
-from . import cache
-from .errors import ArchiveLayoutError, EntryNotFoundError
+from . import cache, disk, hf_hub
+from .errors import ArchiveLayoutError, EntryNotFoundError, InvalidArgumentError
 from .filenames import (  # noqa: F401  (CONFIG_NAME, WEIGHTS_NAME: 0.6.2's names, re-exported)
     CONFIG_NAME,
     HF_CONFIG_NAME,
@@ -40,7 +39,7 @@ ACCEPTED_FORMS = (
     "a Hugging Face folder with config.json + model.safetensors or pytorch_model.bin, "
     "a Google release folder (bert_config.json + bert_model.ckpt.*), an archive (.zip, .tar.gz) "
     "of any of these, a URL to such an archive (http(s)://, s3://, file://), or a registry name "
-    "(see `bert-hub list`)"
+    "(see `bert-hub list`), or a Hugging Face Hub id (org/name, hf://org/name)"
 )
 
 
@@ -66,6 +65,8 @@ def resolve_model(
     force_download: bool = False,
     local_files_only: bool = False,
     need_weights: bool = True,
+    revision: Optional[str] = None,
+    token=None,
 ) -> ModelFiles:
     """Return the local files of ``name_or_path``; raise a typed error naming what was tried.
 
@@ -74,11 +75,21 @@ def resolve_model(
     state_dict=...)``, a conversion) accepts a folder that has a config or a vocabulary but no
     weights, and a vocabulary file on its own (0.6.2's ``BertTokenizer.from_pretrained(vocab)``);
     it never converts, and ``tf_checkpoint`` then names the Google checkpoint found, if any.
+    ``revision`` and ``token`` apply to Hugging Face Hub ids only.
     """
     text = os.fspath(name_or_path)
     if not str(text).strip():
         raise EntryNotFoundError(
             f"the model name or path is empty ({text!r}). Accepted: {_accepted(need_weights)}.")
+    repo_id = hf_hub.hub_repo_id(text)
+    if repo_id is not None:
+        return _resolve_hf_repo(repo_id, revision=revision, token=token, cache_dir=cache_dir,
+                                force_download=force_download, local_files_only=local_files_only,
+                                need_weights=need_weights)
+    if revision is not None:
+        raise InvalidArgumentError(
+            f"revision={revision!r} applies to Hugging Face Hub ids (org/name, hf://org/name); "
+            f"{text!r} is not one")
     if _looks_like_url(text):
         return _resolve_url(text, cache_dir=cache_dir, force_download=force_download,
                             local_files_only=local_files_only, need_weights=need_weights)
@@ -145,8 +156,9 @@ def _resolve_local_file(path: Path, *, need_weights: bool, cache_dir=None) -> Mo
     root = cache.cache_root(cache_dir)
     st = path.stat()
     name = cache.url_entry_name(f"{path.resolve()}?{st.st_size}-{st.st_mtime_ns}").replace("url--", "local--", 1)
-    folder = cache.ensure_local_archive_entry(name, path, root=root, check_layout=check_layout)
-    return _resolve_local_folder(folder, need_weights=need_weights, cache_dir=cache_dir, lock_name=name)
+    return _resolve_entry(
+        name, lambda: cache.ensure_local_archive_entry(name, path, root=root, check_layout=check_layout),
+        need_weights=need_weights, cache_dir=cache_dir)
 
 
 def _resolve_google_tf_folder(folder: Path, *, need_weights: bool, cache_dir=None,
@@ -185,16 +197,26 @@ def ensure_converted(folder: Path, *, cache_dir=None, lock_name: Optional[str] =
         if prefix is None:
             raise ArchiveLayoutError(f"{str(folder)!r} has no TensorFlow checkpoint (*.ckpt.index) "
                                      f"to convert. Accepted: {ACCEPTED_FORMS}.")
+        _sweep_killed_conversions(weights)
+        checkpoint_bytes = sum(p.stat().st_size for p in folder.glob(f"{prefix.name}.data-*"))
+        disk.check_free_space(folder, checkpoint_bytes, f"convert {prefix} to {SAFE_WEIGHTS_NAME}")
         from .convert import convert_tf_checkpoint
-        tmp = folder / f".{SAFE_WEIGHTS_NAME}.{uuid.uuid4().hex}.tmp"
+        tmp = cache.temp_path(weights)
         try:
-            convert_tf_checkpoint(prefix, folder / CONFIG_NAME, tmp, format="safetensors")
+            with disk.writing(tmp, f"converting {prefix}", any_error=False):
+                convert_tf_checkpoint(prefix, folder / CONFIG_NAME, tmp, format="safetensors")
             cache.publish_file(tmp, weights, manifest_folder=folder if in_cache else None)
         finally:
-            if tmp.exists():
-                tmp.unlink()
+            tmp.unlink(missing_ok=True)
         logger.info("Converted %s to %s", prefix, weights)
         return weights
+
+
+def _sweep_killed_conversions(weights: Path) -> None:
+    """Temp files of conversions killed midway (we hold the lock, so none is in progress)."""
+    for stale in weights.parent.glob(f".{weights.name}.*.tmp"):
+        if cache.TEMP_SUFFIX.search(stale.name):
+            stale.unlink(missing_ok=True)
 
 
 def _converted_ok(folder: Path, weights: Path, in_cache: bool) -> bool:
@@ -232,8 +254,19 @@ def _writable(folder: Path) -> bool:
     return os.access(folder, os.W_OK | os.X_OK)
 
 
+_MODEL_FILE_NAMES = frozenset({CONFIG_NAME, HF_CONFIG_NAME, WEIGHTS_NAME, SAFE_WEIGHTS_NAME,
+                               VOCAB_NAME, TOKENIZER_CONFIG_NAME})
+
+
 def check_layout(folder: Path) -> None:
-    """Refuse, before it is published in the cache, an archive that holds no BERT model."""
+    """Refuse, before it is published in the cache, an archive that holds no BERT model, or a
+    folder where one of the files we read belongs."""
+    not_files = sorted(p.name for p in folder.iterdir() if not p.is_file() and (
+        p.name in _MODEL_FILE_NAMES or ".ckpt" in p.name))
+    if not_files:
+        raise ArchiveLayoutError(
+            f"The archive holds a folder named {not_files[0]!r} where a model has a file of that "
+            f"name. Accepted: {ACCEPTED_FORMS}.")
     found = {p.name for p in folder.iterdir()}
     has_config = bool(found & {CONFIG_NAME, HF_CONFIG_NAME})
     has_weights = bool(found & {SAFE_WEIGHTS_NAME, WEIGHTS_NAME}) or _tf_prefix(folder) is not None
@@ -247,10 +280,66 @@ def _resolve_url(url: str, *, cache_dir=None, force_download: bool = False,
                  local_files_only: bool = False, need_weights: bool = True) -> ModelFiles:
     """An archive at a URL (http(s)://, s3://, file://): one cache entry per URL."""
     name = cache.url_entry_name(url)
-    folder = cache.ensure_archive_entry(
+    return _resolve_entry(name, lambda: cache.ensure_archive_entry(
         name, resolve_url(url), root=cache.cache_root(cache_dir), force_download=force_download,
-        local_files_only=local_files_only, check_layout=check_layout)
-    return _resolve_local_folder(folder, need_weights=need_weights, cache_dir=cache_dir, lock_name=name)
+        local_files_only=local_files_only, check_layout=check_layout),
+        need_weights=need_weights, cache_dir=cache_dir)
+
+
+T = TypeVar("T")
+_ENTRY_ATTEMPTS = 3     # times a cache entry replaced while being read is fetched again
+
+
+def _resolve_entry(name: str, fetch: Callable[[], Path], *, need_weights: bool,
+                   cache_dir) -> ModelFiles:
+    """The files of cache entry `name`, fetched (or found) by `fetch`."""
+    return _retry_when_replaced(
+        fetch, lambda folder: folder,
+        lambda folder: _resolve_local_folder(folder, need_weights=need_weights,
+                                             cache_dir=cache_dir, lock_name=name), name)
+
+
+def read_model(name_or_path: Union[str, os.PathLike], read: Callable[[ModelFiles], T],
+               **resolve_kwargs) -> T:
+    """``read(resolve_model(name_or_path, **resolve_kwargs))``, resolved again when the folder
+    is removed or replaced before ``read`` is done with it (see _retry_when_replaced)."""
+    return _retry_when_replaced(lambda: resolve_model(name_or_path, **resolve_kwargs),
+                                lambda files: files.folder, read, os.fspath(name_or_path))
+
+
+def _retry_when_replaced(locate: Callable[[], T], folder_of: Callable[[T], Path],
+                         use: Callable[[T], object], what: str):
+    """``use(locate())``; when it fails because the folder was removed or replaced meanwhile,
+    locate again (a bounded number of times).
+
+    Reading a cache entry takes no lock (correctness may not depend on one: NFS), so `bert-hub
+    cache rm` or a forced download in another process can pull an entry away between finding
+    it and opening its files. Files already opened stay valid; anything else fails, and the
+    entry is then fetched again, or the caller gets a typed error that says what happened."""
+    for attempt in range(1, _ENTRY_ATTEMPTS + 1):
+        located = locate()
+        folder = folder_of(located)
+        stamp = cache.entry_stamp(folder)   # None: already gone again
+        try:
+            return use(located)
+        except Exception:
+            if stamp is not None and cache.entry_stamp(folder) == stamp:
+                raise
+            if attempt == _ENTRY_ATTEMPTS:
+                raise EntryNotFoundError(
+                    f"{what!r}: its folder {folder} was removed or replaced {attempt} times while "
+                    f"it was being loaded (another process ran `bert-hub cache rm`, or downloaded "
+                    f"it again). Load it again once that process is done.") from None
+            logger.warning("%s was removed or replaced while being loaded; fetching it again", folder)
+
+
+def _resolve_hf_repo(repo_id: str, *, cache_dir=None, **options) -> ModelFiles:
+    """A Hugging Face Hub repository, in the Hugging Face cache (``hf_hub``); ``cache_dir`` is
+    that cache's folder here, as in transformers."""
+    snap = hf_hub.fetch(repo_id, cache_dir=cache_dir, **options)
+    return ModelFiles(folder=snap.folder, config_file=snap.config_file,
+                      weights_file=snap.weights_file, vocab_file=snap.vocab_file,
+                      tokenizer_config_file=snap.tokenizer_config_file)
 
 
 def _resolve_registry_name(name: str, *, cache_dir=None, force_download: bool = False,
@@ -258,18 +347,24 @@ def _resolve_registry_name(name: str, *, cache_dir=None, force_download: bool = 
     """Registry names and aliases (bert-base-uncased, ...): the entry's archive, verified against
     the published hashes, cached under the canonical name."""
     spec = load_registry().get(name)   # UnknownModelError with close names
-    folder = download_model(spec.name, cache_dir=cache_dir, force_download=force_download,
-                            local_files_only=local_files_only, convert=False)
-    files = _resolve_local_folder(folder, need_weights=need_weights, cache_dir=cache_dir,
-                                  lock_name=spec.name)
+    files = _resolve_entry(spec.name, lambda: download_model(
+        spec.name, cache_dir=cache_dir, force_download=force_download,
+        local_files_only=local_files_only, convert=False),
+        need_weights=need_weights, cache_dir=cache_dir)
     return replace(files, do_lower_case=spec.do_lower_case, max_len=spec.max_len)
 
 
 def download_model(name_or_url: str, *, cache_dir=None, force_download: bool = False,
                    local_files_only: bool = False, convert: bool = True) -> Path:
-    """Put a registry model, an archive URL or a local archive in the cache; return its folder.
+    """Put a registry model, an archive URL, a local archive or a Hugging Face Hub repository
+    (org/name, hf://org/name: always asks the Hub for the newest commit) in its cache; return
+    its folder.
 
     ``convert=True`` also converts its TensorFlow checkpoint now rather than on first load."""
+    repo_id = hf_hub.hub_repo_id(name_or_url)
+    if repo_id is not None:
+        return hf_hub.fetch(repo_id, cache_dir=cache_dir, force_download=force_download,
+                            local_files_only=local_files_only, refresh=True).folder
     root = cache.cache_root(cache_dir)
     if Path(name_or_url).expanduser().is_file():   # a local archive: extracted into the cache
         return resolve_model(name_or_url, cache_dir=cache_dir, need_weights=convert).folder

@@ -2,8 +2,7 @@
 
 A checkpoint ``PREFIX`` (e.g. ``bert_model.ckpt``) is two kinds of file:
 
-* ``PREFIX.index``: a LevelDB-format table (data blocks with prefix-compressed keys and restart
-  points, an index block of block handles, a 48-byte footer ending in a magic number). Key ``""``
+* ``PREFIX.index``: a LevelDB-format table (``bert_hub.leveldb_table``). Key ``""``
   holds a ``BundleHeaderProto`` (num_shards, endianness, version); every other key is a variable
   name whose value is a ``BundleEntryProto`` (dtype, shape, shard_id, offset, size, crc32c,
   slices).
@@ -24,21 +23,19 @@ import uuid
 from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
-import crc32c as _crc32c
 import numpy as np
 
 from bert_hub.errors import CheckpointError
+from bert_hub.leveldb_table import masked_crc32c, put_varint, read_table, read_varint, table_bytes
 
 __all__ = ["CheckpointReader", "Entry", "list_variables", "write_checkpoint"]
 
-_TABLE_MAGIC = 0xDB4775248B80FB57  # LevelDB table footer magic, as TensorFlow writes it
-_FOOTER_SIZE = 48  # two block handles padded to 40 bytes + 8-byte magic
-_BLOCK_TRAILER_SIZE = 5  # 1-byte compression type + 4-byte masked crc32c
-_NO_COMPRESSION, _SNAPPY = 0, 1
-_BLOCK_SIZE = 256 * 1024  # TensorFlow's table::Options default
-_RESTART_INTERVAL = 16
 _BUNDLE_VERSION = 1  # kTensorBundleVersion: what we produce and what we can consume
-_CRC_MASK_DELTA = 0xA282EAD8
+# Bounds on what an entry may declare, so that a hostile index costs time and memory in
+# proportion to its own size, never to a number written inside it.
+_MAX_RANK = 254  # TensorShape::MaxDimensions()
+_MAX_ELEMENTS = 1 << 62  # no tensor holds more; keeps byte counts inside int64
+_MAX_SHARDS = (1 << 31) - 1  # num_shards is an int32 in BundleHeaderProto
 
 # TensorFlow DataType enum -> (name as tf.dtypes names it, numpy storage dtype).
 # bfloat16 is stored as its uint16 bit pattern; torch views it back as torch.bfloat16.
@@ -76,47 +73,28 @@ class Entry(NamedTuple):
     num_slices: int  # > 0 for a partitioned variable
 
 
-# --------------------------------------------------------------------------- checksums
-
-
-def masked_crc32c(data) -> int:
-    """LevelDB / TensorFlow masked CRC32C: rotate right by 15 bits and add a constant, so a
-    CRC stored inside CRC'd data does not checksum to a fixed point."""
-    crc = _crc32c.crc32c(data)
-    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + _CRC_MASK_DELTA) & 0xFFFFFFFF
-
-
 # --------------------------------------------------------------------------- protobuf wire
-
-
-def _varint(buf, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise IndexError("varint runs past the end of its buffer")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint longer than 10 bytes")
 
 
 def _fields(buf) -> Iterator[tuple[int, int | bytes]]:
     """Yield (field number, value) of a protobuf message: ints for varint/fixed fields, bytes for
     length-delimited ones. Enough for the three small messages of a bundle index."""
+    for field, _, value in _wire_fields(buf):
+        yield field, value
+
+
+def _wire_fields(buf) -> Iterator[tuple[int, int, int | bytes]]:
+    """Yield (field number, wire type, value) of a protobuf message."""
     pos, end = 0, len(buf)
     while pos < end:
-        key, pos = _varint(buf, pos)
+        key, pos = read_varint(buf, pos)
         field, wire = key >> 3, key & 7
         if wire == 0:
-            value, pos = _varint(buf, pos)
+            value, pos = read_varint(buf, pos)
         elif wire == 1:
             value, pos = struct.unpack_from("<Q", buf, pos)[0], pos + 8
         elif wire == 2:
-            n, pos = _varint(buf, pos)
+            n, pos = read_varint(buf, pos)
             if pos + n > end:
                 raise ValueError("length-delimited field runs past the end of its message")
             value, pos = bytes(buf[pos:pos + n]), pos + n
@@ -124,27 +102,33 @@ def _fields(buf) -> Iterator[tuple[int, int | bytes]]:
             value, pos = struct.unpack_from("<I", buf, pos)[0], pos + 4
         else:
             raise ValueError(f"unsupported protobuf wire type {wire}")
-        yield field, value
+        yield field, wire, value
 
 
 def _int64(v: int) -> int:
     return v - (1 << 64) if v >= 1 << 63 else v
 
 
-def _put_varint(out: bytearray, value: int) -> None:
-    value &= (1 << 64) - 1
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
+def _number(field: int, v) -> int:
+    """A varint / fixed field's value; a length-delimited one in its place is corruption."""
+    if not isinstance(v, int):
+        raise ValueError(f"field {field} is length-delimited where a number belongs")
+    return v
+
+
+def _message(field: int, v) -> bytes:
+    """A length-delimited field's bytes; a number in its place is corruption."""
+    if not isinstance(v, bytes):
+        raise ValueError(f"field {field} is a number where a nested message belongs")
+    return v
 
 
 def _put_field(out: bytearray, field: int, wire: int, value) -> None:
-    _put_varint(out, (field << 3) | wire)
+    put_varint(out, (field << 3) | wire)
     if wire == 0:
-        _put_varint(out, value)
+        put_varint(out, value)
     elif wire == 2:
-        _put_varint(out, len(value))
+        put_varint(out, len(value))
         out += value
     elif wire == 5:
         out += struct.pack("<I", value)
@@ -156,20 +140,20 @@ def _decode_header(value: bytes) -> dict:
               "bad_consumers": []}
     for field, v in _fields(value):
         if field == 1:
-            header["num_shards"] = v
+            header["num_shards"] = _int64(_number(field, v))
         elif field == 2:
-            header["endianness"] = v
+            header["endianness"] = _number(field, v)
         elif field == 3:  # VersionDef {producer=1; min_consumer=2; repeated bad_consumers=3}
-            for f2, v2 in _fields(v):
+            for f2, v2 in _fields(_message(field, v)):
                 if f2 == 1:
-                    header["producer"] = _int64(v2)
+                    header["producer"] = _int64(_number(f2, v2))
                 elif f2 == 2:
-                    header["min_consumer"] = _int64(v2)
+                    header["min_consumer"] = _int64(_number(f2, v2))
                 elif f2 == 3:
                     if isinstance(v2, bytes):  # packed
                         p = 0
                         while p < len(v2):
-                            x, p = _varint(v2, p)
+                            x, p = read_varint(v2, p)
                             header["bad_consumers"].append(_int64(x))
                     else:
                         header["bad_consumers"].append(_int64(v2))
@@ -182,27 +166,48 @@ def _decode_entry(name: str, value: bytes) -> Entry:
     dtype_enum, dims, shard, offset, size, crc, slices = 0, [], 0, 0, 0, 0, 0
     for field, v in _fields(value):
         if field == 1:
-            dtype_enum = v
+            dtype_enum = _number(field, v)
         elif field == 2:  # TensorShapeProto {repeated Dim dim=2 {int64 size=1; string name=2}}
-            for f2, v2 in _fields(v):
+            for f2, v2 in _fields(_message(field, v)):
                 if f2 == 2:
                     size_of_dim = 0
-                    for f3, v3 in _fields(v2):
+                    for f3, v3 in _fields(_message(f2, v2)):
                         if f3 == 1:
-                            size_of_dim = _int64(v3)
+                            size_of_dim = _int64(_number(f3, v3))
                     dims.append(size_of_dim)
+                    if len(dims) > _MAX_RANK:
+                        raise ValueError(f"shape has more than {_MAX_RANK} dimensions")
         elif field == 3:
-            shard = v
+            shard = _number(field, v)
         elif field == 4:
-            offset = _int64(v)
+            offset = _int64(_number(field, v))
         elif field == 5:
-            size = _int64(v)
+            size = _int64(_number(field, v))
         elif field == 6:
-            crc = v
+            crc = _number(field, v)
         elif field == 7:
+            _message(field, v)
             slices += 1
+    if any(d < 0 for d in dims):
+        raise ValueError(f"shape {dims} has a negative dimension")
+    if _element_count(dims) > _MAX_ELEMENTS:
+        raise ValueError(f"shape {dims} holds more than 2**62 elements")
+    if offset < 0 or size < 0:
+        raise ValueError(f"negative offset ({offset}) or size ({size})")
     dtype = _DTYPES.get(dtype_enum, (f"DataType enum {dtype_enum}", None))[0]
     return Entry(name, dtype, tuple(dims), shard, offset, size, crc, slices)
+
+
+def _element_count(dims) -> int:
+    """The product of ``dims`` in exact integers, stopping once it passes the bound."""
+    if 0 in dims:
+        return 0
+    count = 1
+    for d in dims:
+        count *= d
+        if count > _MAX_ELEMENTS:
+            return count
+    return count
 
 
 def _encode_entry(dtype: str, shape, offset: int, size: int, crc: int) -> bytes:
@@ -231,132 +236,6 @@ def _encode_header(num_shards: int) -> bytes:
     _put_field(out, 1, 0, num_shards)
     _put_field(out, 3, 2, bytes(version))
     return bytes(out)
-
-
-# --------------------------------------------------------------------------- snappy
-
-
-def _snappy_decompress(data: bytes) -> bytes:
-    """Raw snappy (the block format LevelDB tables use). TensorFlow writes bundle indexes
-    uncompressed, but a table written with compression on is still a valid index."""
-    n, pos = _varint(data, 0)
-    out = bytearray()
-    while pos < len(data):
-        tag = data[pos]
-        pos += 1
-        kind = tag & 3
-        if kind == 0:  # literal
-            length = tag >> 2
-            if length >= 60:
-                extra = length - 59
-                length = int.from_bytes(data[pos:pos + extra], "little")
-                pos += extra
-            length += 1
-            if pos + length > len(data):
-                raise ValueError("snappy literal runs past the end of the block")
-            out += data[pos:pos + length]
-            pos += length
-            continue
-        if kind == 1:  # copy with 1-byte offset
-            length = ((tag >> 2) & 7) + 4
-            offset = ((tag >> 5) << 8) | data[pos]
-            pos += 1
-        elif kind == 2:  # copy with 2-byte offset
-            length = (tag >> 2) + 1
-            offset = int.from_bytes(data[pos:pos + 2], "little")
-            pos += 2
-        else:  # copy with 4-byte offset
-            length = (tag >> 2) + 1
-            offset = int.from_bytes(data[pos:pos + 4], "little")
-            pos += 4
-        if offset == 0 or offset > len(out):
-            raise ValueError("snappy copy refers before the start of the output")
-        for _ in range(length):  # byte by byte: copies may overlap their own output
-            out.append(out[-offset])
-    if len(out) != n:
-        raise ValueError(f"snappy block decodes to {len(out)} bytes, header says {n}")
-    return bytes(out)
-
-
-# --------------------------------------------------------------------------- table reading
-
-
-def _block_entries(block: bytes) -> Iterator[tuple[bytes, bytes]]:
-    """Yield (key, value) of a LevelDB block: entries of (shared, non_shared, value_len, key
-    delta, value), then uint32 restart offsets and their count."""
-    if len(block) < 4:
-        raise ValueError("block shorter than its restart count")
-    num_restarts = struct.unpack_from("<I", block, len(block) - 4)[0]
-    limit = len(block) - 4 - 4 * num_restarts
-    if limit < 0:
-        raise ValueError(f"block claims {num_restarts} restart points, more than fit")
-    pos, key = 0, b""
-    while pos < limit:
-        shared, pos = _varint(block, pos)
-        non_shared, pos = _varint(block, pos)
-        value_len, pos = _varint(block, pos)
-        if shared > len(key) or pos + non_shared + value_len > limit:
-            raise ValueError("block entry runs past the end of the block")
-        key = key[:shared] + block[pos:pos + non_shared]
-        pos += non_shared
-        yield key, block[pos:pos + value_len]
-        pos += value_len
-
-
-def _read_block(data: bytes, handle: bytes, path: str) -> bytes:
-    offset, p = _varint(handle, 0)
-    size, _ = _varint(handle, p)
-    end = offset + size + _BLOCK_TRAILER_SIZE
-    if end > len(data) - _FOOTER_SIZE:
-        raise CheckpointError(
-            f"{path}: truncated index (a block at byte {offset} runs past the end of the file); "
-            "the file was cut short while copying or downloading: fetch it again")
-    contents = data[offset:offset + size]
-    kind = data[offset + size]
-    stored = struct.unpack_from("<I", data, offset + size + 1)[0]
-    if masked_crc32c(data[offset:offset + size + 1]) != stored:
-        raise CheckpointError(
-            f"{path}: CRC mismatch in the index block at byte {offset}: the file is corrupt; "
-            "fetch it again")
-    if kind == _NO_COMPRESSION:
-        return contents
-    if kind == _SNAPPY:
-        try:
-            return _snappy_decompress(contents)
-        except (ValueError, IndexError) as e:
-            raise CheckpointError(
-                f"{path}: the snappy-compressed index block at byte {offset} does not decode "
-                f"({e}); the file is corrupt: fetch it again") from None
-    raise CheckpointError(
-        f"{path}: index block at byte {offset} uses compression type {kind}, which is neither "
-        "none nor snappy; this is not a TensorFlow checkpoint index we can read")
-
-
-def _read_table(path: str) -> list[tuple[bytes, bytes]]:
-    with open(path, "rb") as f:
-        data = f.read()
-    if len(data) < _FOOTER_SIZE:
-        raise CheckpointError(
-            f"{path}: truncated index ({len(data)} bytes, shorter than the {_FOOTER_SIZE}-byte "
-            "footer); fetch the checkpoint again")
-    magic = struct.unpack_from("<Q", data, len(data) - 8)[0]
-    if magic != _TABLE_MAGIC:
-        raise CheckpointError(
-            f"{path}: bad magic number {magic:#018x} (expected {_TABLE_MAGIC:#018x}): not a "
-            "TensorFlow V2 checkpoint index, or truncated. Pass the checkpoint prefix written by "
-            "tf.train.Saver (e.g. .../bert_model.ckpt) and check the file is complete")
-    footer = data[len(data) - _FOOTER_SIZE:]
-    try:
-        _, p = _varint(footer, 0)  # metaindex offset
-        _, p = _varint(footer, p)  # metaindex size
-        index_handle = footer[p:]
-        items = []
-        for _, handle in _block_entries(_read_block(data, index_handle, path)):
-            items.extend(_block_entries(_read_block(data, handle, path)))
-    except (ValueError, IndexError, struct.error) as e:
-        raise CheckpointError(f"{path}: malformed index table ({e}); fetch the checkpoint "
-                              "again") from None
-    return items
 
 
 def _resolve_prefix(path: str) -> str:
@@ -402,7 +281,7 @@ class CheckpointReader:
                 "Pass the prefix shared by the .index and .data-* files (e.g. "
                 ".../bert_model.ckpt)")
         header, entries = None, {}
-        for key, value in _read_table(self.index_path):
+        for key, value in read_table(self.index_path):
             try:
                 if key == b"":
                     header = _decode_header(value)
@@ -410,7 +289,8 @@ class CheckpointReader:
                     name = key.decode("utf-8")
                     entries[name] = _decode_entry(name, value)
             except (ValueError, IndexError, struct.error, UnicodeDecodeError) as e:
-                raise CheckpointError(f"{self.index_path}: malformed entry for {key!r} ({e}); "
+                shown = key if len(key) <= 200 else key[:200] + b"..."
+                raise CheckpointError(f"{self.index_path}: malformed entry for {shown!r} ({e}); "
                                       "fetch the checkpoint again") from None
         if header is None:
             raise CheckpointError(f"{self.index_path}: no bundle header (empty key); not a "
@@ -425,6 +305,10 @@ class CheckpointReader:
                 f"{self.index_path}: checkpoint format version (producer {header['producer']}, "
                 f"min_consumer {header['min_consumer']}) is newer than the version {_BUNDLE_VERSION} "
                 "bert_hub reads. Re-save it with tf.compat.v1.train.Saver (format V2)")
+        if not 1 <= header["num_shards"] <= _MAX_SHARDS:
+            raise CheckpointError(
+                f"{self.index_path}: the header declares {header['num_shards']} data shards "
+                f"(a checkpoint has 1 to {_MAX_SHARDS}); the index is corrupt: fetch it again")
         self.num_shards = header["num_shards"]
         self._entries = entries
         self._maps: dict[int, tuple] = {}  # shard id -> (mmap, uint8 view of it)
@@ -459,13 +343,17 @@ class CheckpointReader:
 
     @property
     def data_bytes(self) -> int:
-        """Total size of the data shards on disk."""
-        return sum(os.path.getsize(self.shard_path(s)) for s in range(self.num_shards)
-                   if os.path.exists(self.shard_path(s)))
+        """Total size of the data shards on disk (those present; the header's count is not
+        trusted to be small)."""
+        pattern = f"{glob.escape(self.prefix)}.data-*-of-{self.num_shards:05d}"
+        return sum(os.path.getsize(p) for p in glob.glob(pattern) if os.path.isfile(p))
 
     # -- reading
 
-    def _check(self, name: str) -> tuple[Entry, np.dtype, str]:
+    def check(self, name: str) -> tuple[Entry, np.dtype, str]:
+        """(entry, numpy dtype, shard path) of a variable that can be read: whole, of a dtype
+        we read, its size matching its shape, and inside a shard that is there. Reads no
+        tensor data, so a converter can check every variable before writing anything."""
         e = self.entry(name)
         if e.num_slices:
             raise CheckpointError(
@@ -477,7 +365,7 @@ class CheckpointReader:
                 f"{self.index_path}: variable {name!r} has dtype {e.dtype}, which bert_hub does "
                 f"not read (it reads {', '.join(sorted(_READABLE))})")
         np_dtype = _DTYPES[_DTYPE_ENUM[e.dtype]][1]
-        expected = int(np.prod(e.shape, dtype=np.int64)) * np_dtype.itemsize
+        expected = _element_count(e.shape) * np_dtype.itemsize
         if e.size != expected:
             raise CheckpointError(
                 f"{self.index_path}: variable {name!r} claims {e.size} bytes but its shape "
@@ -487,13 +375,12 @@ class CheckpointReader:
                 f"{self.index_path}: variable {name!r} lives in shard {e.shard_id} but the header "
                 f"says there are {self.num_shards}; the index is corrupt")
         path = self.shard_path(e.shard_id)
-        try:
-            shard_size = os.path.getsize(path)
-        except FileNotFoundError:
+        if not os.path.isfile(path):
             raise CheckpointError(
                 f"{path}: missing data shard {e.shard_id + 1} of {self.num_shards} (needed for "
                 f"{name!r}); copy every {os.path.basename(self.prefix)}.data-* file next to the "
-                ".index") from None
+                ".index")
+        shard_size = os.path.getsize(path)
         if e.offset < 0 or e.offset + e.size > shard_size:
             raise CheckpointError(
                 f"{path}: short data shard: {name!r} needs bytes {e.offset}..{e.offset + e.size} "
@@ -535,7 +422,7 @@ class CheckpointReader:
         out: a uint8 buffer of at least the tensor's size to read into (implies copy; the
         result views it), so a streaming loop can reuse one buffer.
         """
-        e, np_dtype, path = self._check(name)
+        e, np_dtype, path = self.check(name)
         if e.size == 0:
             return np.zeros(e.shape, dtype=np_dtype)
         if copy or out is not None:
@@ -607,61 +494,6 @@ def _as_numpy(value) -> tuple[str, np.ndarray]:
                           f"it to one of {', '.join(sorted(_READABLE))}")
 
 
-class _BlockBuilder:
-    """A LevelDB block: prefix-compressed keys with a restart point every 16 entries."""
-
-    def __init__(self):
-        self.buf, self.restarts, self.count, self.last = bytearray(), [0], 0, b""
-
-    def add(self, key: bytes, value: bytes) -> None:
-        shared = 0
-        if self.count % _RESTART_INTERVAL == 0:
-            if self.count:
-                self.restarts.append(len(self.buf))
-        else:
-            limit = min(len(key), len(self.last))
-            while shared < limit and key[shared] == self.last[shared]:
-                shared += 1
-        _put_varint(self.buf, shared)
-        _put_varint(self.buf, len(key) - shared)
-        _put_varint(self.buf, len(value))
-        self.buf += key[shared:]
-        self.buf += value
-        self.last, self.count = key, self.count + 1
-
-    def finish(self) -> bytes:
-        tail = b"".join(struct.pack("<I", r) for r in self.restarts)
-        return bytes(self.buf) + tail + struct.pack("<I", len(self.restarts))
-
-
-def _table_bytes(items: list[tuple[bytes, bytes]]) -> bytes:
-    """A LevelDB table of sorted (key, value) items, uncompressed, as TensorFlow writes it."""
-    out = bytearray()
-
-    def emit(block: bytes) -> bytes:
-        handle = bytearray()
-        _put_varint(handle, len(out))
-        _put_varint(handle, len(block))
-        trailer = bytes([_NO_COMPRESSION])
-        out.extend(block + trailer + struct.pack("<I", masked_crc32c(block + trailer)))
-        return bytes(handle)
-
-    index = _BlockBuilder()
-    block = _BlockBuilder()
-    for key, value in items:
-        block.add(key, value)
-        if len(block.buf) >= _BLOCK_SIZE:
-            index.add(block.last, emit(block.finish()))  # last key: a valid separator
-            block = _BlockBuilder()
-    if block.count:
-        index.add(block.last, emit(block.finish()))
-    meta_handle = emit(_BlockBuilder().finish())
-    index_handle = emit(index.finish())
-    footer = (meta_handle + index_handle).ljust(_FOOTER_SIZE - 8, b"\x00")
-    out += footer + struct.pack("<Q", _TABLE_MAGIC)
-    return bytes(out)
-
-
 def write_checkpoint(prefix, tensors: Mapping[str, object]) -> str:
     """Write ``tensors`` (name -> torch tensor or numpy array) as ``PREFIX.index`` +
     ``PREFIX.data-00000-of-00001``, which ``tf.train.load_checkpoint`` reads back exactly.
@@ -691,7 +523,7 @@ def write_checkpoint(prefix, tensors: Mapping[str, object]) -> str:
                                               masked_crc32c(raw))))
                 offset += arr.nbytes
         with open(prefix + ".index" + tag, "wb") as f:
-            f.write(_table_bytes([(b"", _encode_header(1))] + entries))
+            f.write(table_bytes([(b"", _encode_header(1))] + entries))
         os.replace(data_path + tag, data_path)
         os.replace(prefix + ".index" + tag, prefix + ".index")
     finally:

@@ -32,12 +32,14 @@ from collections.abc import Mapping
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 
 from bert_hub.distributed import Strategy
 from bert_hub.errors import TrainerError
 from bert_hub.filenames import SAFE_WEIGHTS_NAME
+# The weights module owns the file format (the same tied-weights rule as save_pretrained, so a
+# checkpoint's model.safetensors loads with from_pretrained): load_weights restores the aliases.
+from bert_hub.weights import load_weights
+from bert_hub.weights import save_safetensors as save_weights
 
 logger = logging.getLogger("bert_hub.trainer")  # what users configure for the Trainer's lines
 
@@ -47,31 +49,6 @@ OPTIMIZER_FILE = "optimizer.pt"
 STATE_FILE = "trainer_state.json"
 # trainer_state.json entries a resumed run must share (the position in the epoch depends on them)
 MUST_MATCH = ("world_size", "batch_size", "gradient_accumulation_steps", "seed")
-
-
-# ---------------------------------------------------------------------------- model weights
-def save_weights(state: Mapping[str, torch.Tensor], file: str) -> None:
-    """A state dict -> safetensors; tensors sharing storage (tied weights, e.g. the MLM decoder
-    and the word embeddings) are stored once, the other names kept as aliases in the metadata."""
-    tensors, aliases, seen = {}, {}, {}
-    for key, tensor in state.items():
-        ptr = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tensor.shape)
-        if ptr in seen:
-            aliases[key] = seen[ptr]
-            continue
-        seen[ptr] = key
-        tensors[key] = tensor.detach().cpu().contiguous()
-    save_file(tensors, file, metadata={"format": "pt", "aliases": json.dumps(aliases)})
-
-
-def load_weights(file: str) -> dict[str, torch.Tensor]:
-    """:func:`save_weights`' file -> the state dict, aliases included."""
-    with safe_open(file, framework="pt") as f:
-        aliases = json.loads((f.metadata() or {}).get("aliases", "{}"))
-    tensors = load_file(file)
-    for alias, key in aliases.items():
-        tensors[alias] = tensors[key]
-    return tensors
 
 
 # ---------------------------------------------------------------------------- random state

@@ -405,8 +405,10 @@ class Trainer:
     def save_checkpoint(self, path: str | os.PathLike | None = None) -> str:
         """Write ``checkpoint-<global_step>`` in output_dir (or ``path``) atomically and return
         its path: model.safetensors (the fp32 master weights with optimize_on_cpu),
-        optimizer.pt (optimizer, scheduler, scaler), rng_state_<rank>.pt (per rank) and
-        trainer_state.json (step, epoch, position in the epoch, loss sums)."""
+        optimizer.pt (optimizer, scheduler, scaler), rng_state_<rank>.pt (per rank),
+        trainer_state.json (step, epoch, position in the epoch, loss sums) and, when the model
+        has a ``config`` with ``to_json_file`` (bert_hub's models), bert_config.json, so
+        ``from_pretrained(checkpoint)`` loads the checkpoint's weights."""
         path = self._checkpoints.path_for(self.global_step) if path is None else os.fspath(path)
         loss_total = self.strategy.all_reduce_sum(self._loss_total.clone())
         loss_interval = self.strategy.all_reduce_sum(self._loss_interval.clone())
@@ -416,7 +418,8 @@ class Trainer:
                  "loss_interval": float(loss_interval),
                  "windows_interval": self._windows_interval, "last_lr": self._last_lr}
         return self._checkpoints.save(path, self.stepper.weights(self.model.state_dict()),
-                                      self.stepper.state_dict(), state)
+                                      self.stepper.state_dict(), state,
+                                      config=getattr(self.model, "config", None))
 
     def _must_match(self) -> dict:
         return {"world_size": self.strategy.world_size, "batch_size": self.args.batch_size,

@@ -15,6 +15,9 @@ A checkpoint folder::
     optimizer.pt          {"optimizer", "scheduler", "scaler"} state dicts
     rng_state_<rank>.pt   Python, NumPy, torch (and CUDA) RNG states of each rank
     trainer_state.json    step, epoch, position in the epoch, loss sums, and what must match
+    bert_config.json      the model's config, when it has one (``config.to_json_file``): with
+                          model.safetensors it makes the folder a model folder, so
+                          ``from_pretrained(checkpoint)`` loads the weights
 
 Every ``.pt`` file loads with ``torch.load(..., weights_only=True)``.
 """
@@ -35,7 +38,7 @@ import torch
 
 from bert_hub.distributed import Strategy
 from bert_hub.errors import TrainerError
-from bert_hub.filenames import SAFE_WEIGHTS_NAME
+from bert_hub.filenames import CONFIG_NAME, SAFE_WEIGHTS_NAME
 # The weights module owns the file format (the same tied-weights rule as save_pretrained, so a
 # checkpoint's model.safetensors loads with from_pretrained): load_weights restores the aliases.
 from bert_hub.weights import load_weights
@@ -138,10 +141,12 @@ class Checkpoints:
         return writes
 
     def save(self, path: str, weights: Mapping[str, torch.Tensor], training: dict,
-             state: dict) -> str:
+             state: dict, config=None) -> str:
         """Write ``path`` (through ``path.tmp``, renamed when complete) on every disk, then
         prune old ones. weights: the model's state dict; training: the optimizer step's state
-        dicts; state: trainer_state.json's content (the same on every rank)."""
+        dicts; state: trainer_state.json's content (the same on every rank); config: the
+        model's config, written as bert_config.json when it has ``to_json_file`` (any other
+        value, None too, writes none: the Trainer trains any module)."""
         strategy = self.strategy
         rng_files = strategy.all_gather_bytes(rng_state_bytes())  # every rank's, to every disk
         writes = self.writes(os.path.dirname(os.path.abspath(path)))
@@ -154,6 +159,8 @@ class Checkpoints:
                     f.write(data)
             save_weights(weights, os.path.join(tmp, MODEL_FILE))
             torch.save(training, os.path.join(tmp, OPTIMIZER_FILE))
+            if callable(getattr(config, "to_json_file", None)):
+                config.to_json_file(os.path.join(tmp, CONFIG_NAME))
             with open(os.path.join(tmp, STATE_FILE), "w", encoding="utf-8") as f:
                 json.dump(state, f, indent=1)
         strategy.barrier()  # complete on every disk

@@ -13,6 +13,7 @@ import pytest
 import torch
 from _train_worker import (
     OFFLOAD_ARGS,
+    RESUME_ARGS,
     UNUSED_ARGS,
     BertData,
     Classifier,
@@ -178,6 +179,35 @@ def test_unused_parameters_without_the_option_name_the_fix(torchrun_out):
         assert later["error"] is not None
         assert "DDP could not reduce" in later["error"]
         assert "pass find_unused_parameters=True to the Trainer" in later["error"]
+
+
+def test_evaluate_and_predict_with_fewer_examples_than_processes(torchrun_out):
+    torch.manual_seed(0)
+    trainer = Trainer(Classifier(), DictData(8), batch_size=4, epochs=1, progress=False,
+                      compute_metrics=accuracy)
+    for report in _reports(torchrun_out, "small"):  # rank 1's shard: empty, then shorter
+        for n in (1, 3):
+            expected = trainer.predict(DictData(n, labelled=False, seed=9))
+            assert torch.allclose(torch.tensor(report[f"predict_{n}"]), expected, atol=1e-6)
+            single = trainer.evaluate(DictData(n, seed=5))
+            assert report[f"evaluate_{n}"]["n"] == n
+            assert report[f"evaluate_{n}"]["eval_loss"] == pytest.approx(single["eval_loss"],
+                                                                         rel=1e-6)
+            assert report[f"evaluate_{n}"]["accuracy"] == single["accuracy"]
+
+
+def test_resume_from_a_shared_output_folder_equals_an_uninterrupted_run(torchrun_out, tmp_path):
+    torch.manual_seed(0)
+    whole = Classifier()
+    args = dict(RESUME_ARGS, batch_size=8)  # one process on both ranks' batches
+    Trainer(whole, DictData(32), max_steps=4, output_dir=tmp_path, **args).train()
+    assert _close(whole, torch.load(torchrun_out / "resumed_params.pt", weights_only=True), 1e-6)
+    reports = _reports(torchrun_out, "small")
+    assert [r["resumed"]["global_step"] for r in reports] == [4, 4]
+    # written once (the folder is shared), with both ranks' random states
+    assert reports[0]["checkpoints"] == ["model.safetensors", "optimizer.pt", "rng_state_0.pt",
+                                         "rng_state_1.pt", "trainer_state.json"]
+    assert not [n for n in os.listdir(torchrun_out / "resume_out") if n.startswith(".rank-")]
 
 
 def test_ddp_strategy_collectives(torchrun_out):

@@ -135,7 +135,7 @@ class Checkpoints:
         os.remove(marker(strategy.rank))
         writes = same_disk[0] == strategy.rank
         if writes and len(same_disk) < strategy.world_size:
-            logger.info("%s is not shared by all processes (ranks %s see this copy): rank %d "
+            logger.info("%s is not shared by all processes (this copy: rank %s): rank %d "
                         "writes a complete copy of each checkpoint here", folder,
                         _ranges(same_disk), strategy.rank)
         return writes

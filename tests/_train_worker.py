@@ -5,8 +5,9 @@ Each run writes what each rank saw into OUT: ``<name>_rank<r>.json`` (sampler sh
 all-reduce count, step, evaluate / predict results) and, on rank 0, ``<name>_params.pt`` (final
 parameters). First ``strategy_rank<r>.json``: the DDP strategy's own collectives. Runs: mlp, tagger,
 bert, offload (optimize_on_cpu), unused (find_unused_parameters), then ``small_rank<r>.json``
-(evaluate / predict of fewer examples than ranks, a resume from a shared output folder) and
-``unused_error_rank<r>.json``: the errors without find_unused_parameters."""
+(evaluate / predict of fewer examples than ranks, a resume from a shared output folder),
+``unused_error_rank<r>.json``: the errors without find_unused_parameters, and last
+``shutdown_rank<r>.json``: the process group ended by ``distributed.shutdown()``."""
 from __future__ import annotations
 
 import json
@@ -227,6 +228,7 @@ def main(out_dir: str) -> None:
     _run(out_dir, "unused", WithUnused(), DictData(32), **UNUSED_ARGS)
     _small_shards_and_resume(out_dir)
     _unused_without_the_option(out_dir)
+    _shutdown(out_dir)
 
 
 # DDP with the optimizer on the host; the test runs the same on one process with batch_size 8.
@@ -289,6 +291,27 @@ def _unused_without_the_option(out_dir: str) -> None:
         report[name]["unchanged"] = all(torch.equal(before[k], v)
                                         for k, v in model.state_dict().items())
     with open(os.path.join(out_dir, f"unused_error_rank{rank}.json"), "w") as f:
+        json.dump(report, f)
+
+
+def _shutdown(out_dir: str) -> None:
+    """End the group early (atexit would); a Trainer that used it then says so when run."""
+    import torch.distributed as dist
+
+    from bert_hub import distributed
+    from bert_hub.errors import TrainerError
+    from bert_hub.trainer import Trainer
+
+    rank = int(os.environ["RANK"])
+    trainer = Trainer(Classifier(), DictData(8), batch_size=4, max_steps=1, progress=False)
+    distributed.shutdown()
+    report = {"initialized": dist.is_initialized(), "error": None}
+    try:
+        trainer.train(resume=False)
+    except TrainerError as error:
+        report["error"] = str(error)
+    distributed.shutdown()  # twice: nothing
+    with open(os.path.join(out_dir, f"shutdown_rank{rank}.json"), "w") as f:
         json.dump(report, f)
 
 

@@ -210,6 +210,13 @@ def test_resume_from_a_shared_output_folder_equals_an_uninterrupted_run(torchrun
     assert not [n for n in os.listdir(torchrun_out / "resume_out") if n.startswith(".rank-")]
 
 
+def test_shutdown_ends_the_group_and_a_trainer_that_used_it_says_so(torchrun_out):
+    for report in _reports(torchrun_out, "shutdown"):
+        assert report["initialized"] is False
+        assert "the process group has ended" in report["error"]
+        assert "create a new Trainer" in report["error"]
+
+
 def test_ddp_strategy_collectives(torchrun_out):
     for rank, report in enumerate(_reports(torchrun_out, "strategy")):
         assert (report["class"], report["kind"], report["world_size"]) == ("DDPStrategy", "ddp", 2)

@@ -450,3 +450,25 @@ def test_script_plumbing_lives_in_its_module_and_the_package_only_reexports():
         with open(os.path.join(SCRIPTS, script), encoding="utf-8") as f:
             assert "script_support.run_cli(main)" in f.read(), script
 
+
+
+def test_first_process_of_each_machine_logs_progress_and_the_others_only_errors():
+    """Rank 0 and LOCAL_RANK 0 of every other machine at INFO, each line naming its rank; the
+    rest at ERROR (so a machine shows the loading warnings once, not once per process)."""
+    code = """if True:
+        import logging, torch
+        from bert_hub.distributed import Strategy
+        from bert_hub.tasks.script_support import configure_logging
+        for rank, local_rank in ((0, 0), (2, 0), (3, 1)):
+            root = logging.getLogger()
+            for handler in list(root.handlers):
+                root.removeHandler(handler)
+            configure_logging(Strategy(torch.device("cpu"), rank=rank, local_rank=local_rank,
+                                       world_size=4))
+            print(logging.getLevelName(root.level), root.handlers[0].formatter._fmt)
+    """
+    proc = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True,
+                          text=True, timeout=120, check=True)
+    lines = proc.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["INFO", "INFO", "ERROR"]
+    assert ["[rank 0]" in lines[0], "[rank 2]" in lines[1], "[rank 3]" in lines[2]] == [True] * 3

@@ -227,6 +227,41 @@ def test_ddp_strategy_collectives(torchrun_out):
         assert report["sum_over_ranks"] == 2.0
 
 
+@pytest.mark.slow  # 4 launches of 2 processes, side by side
+def test_a_users_script_ends_cleanly_every_time(tmp_path):
+    """Trainer(...).train(), predictions, return (or only distributed.setup() and gathers): no
+    teardown in the script. Each process must exit 0, never "terminate called without an active exception" (a process group left to
+    interpreter exit, whose gloo threads release tensors during finalisation)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env.update(OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="", BERT_HUB_DISABLE_PROGRESS="1",
+               GLOO_SOCKET_IFNAME="lo", PYTHONPATH=os.pathsep.join([HERE, env.get("PYTHONPATH", "")]))
+    procs = []
+    for run in range(4):  # two that train and predict; two that only set up and gather
+        port = str(_free_port())
+        mode = ["--predictions", "20"] if run < 2 else ["--gathers_only", "50"]
+        for rank in (0, 1):
+            log = open(tmp_path / f"run{run}_rank{rank}.log", "w")
+            procs.append((run, rank, log, subprocess.Popen(
+                [sys.executable, os.path.join(HERE, "_user_script.py"), str(tmp_path / f"r{run}"),
+                 str(tmp_path / f"o{run}"), "2", *mode],
+                env=dict(env, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
+                         LOCAL_WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=port),
+                stdout=log, stderr=subprocess.STDOUT)))
+    failed = []
+    for run, rank, log, proc in procs:
+        try:
+            code = proc.wait(timeout=240)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait(timeout=30)
+        log.close()
+        text = (tmp_path / f"run{run}_rank{rank}.log").read_text()
+        if code != 0 or "terminate called" in text:
+            failed.append(f"run {run} rank {rank}: exit {code}\n{text[-2000:]}")
+    assert not failed, "\n".join(failed)
+
+
 def test_interleave_restores_dataset_order():
     rows = torch.arange(7)
     parts = [rows[r::3] for r in range(3)]

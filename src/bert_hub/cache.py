@@ -88,6 +88,16 @@ def is_offline(local_files_only: bool = False) -> bool:
     return bool(local_files_only) or env.flag("BERT_HUB_OFFLINE")
 
 
+def needs_network(url: str) -> bool:
+    """Whether fetching `url` uses the network: not for a file on this machine (file:///path,
+    a plain path, the package's own data), which offline mode therefore still reads."""
+    try:
+        download.local_path(url)
+    except UnsupportedURLError:
+        return True
+    return False
+
+
 def models_dir(root: Path) -> Path:
     return root / "models"
 
@@ -240,7 +250,7 @@ def ensure_archive_entry(
         hit = cached_entry(root, name)
         if hit is not None:
             return hit
-    if is_offline(local_files_only):
+    if is_offline(local_files_only) and needs_network(url):
         raise OfflineError(
             f"{name!r} is not in the cache ({entry_path(root, name)}) and offline mode is on "
             f"(BERT_HUB_OFFLINE=1 or local_files_only=True). Run once with network access, e.g. "
@@ -426,7 +436,7 @@ def ensure_file(url: str, *, root: Path, force_download: bool = False, local_fil
     meta = final.with_name(final.name + ".json")
     if not force_download and final.exists() and meta.exists():
         return final
-    if is_offline(local_files_only):
+    if is_offline(local_files_only) and needs_network(url):
         raise OfflineError(
             f"{url} is not in the cache ({final}) and offline mode is on (BERT_HUB_OFFLINE=1 or "
             f"local_files_only=True). Run once with network access or unset offline mode.")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import importlib.resources
 import json
+import logging
 import os
 import tempfile
 import time
@@ -62,11 +63,18 @@ def _stage(rows: List[Tuple[str, float, str]], name: str, print_fn: Callable, no
 
 
 def run_demo(cache_dir: Optional[str] = None, output_dir: Optional[os.PathLike] = None,
-             texts=DEFAULT_TEXTS, print_fn: Callable = print) -> dict:
+             texts=DEFAULT_TEXTS, print_fn: Callable = print,
+             epochs: int = TRAINING["epochs"]) -> dict:
     """Run every stage, printing each; returns what it printed, for tests: ``stages``
     (name, seconds, note), ``accuracy_before`` / ``accuracy_after`` on the test split,
     ``curve`` (the loss-curve PNG, or None without matplotlib), ``model_dir`` and ``answers``."""
     from . import cache, hub, registry
+
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise InvalidInputError(f"epochs must be a whole number >= 1, got {epochs!r}")
+    texts = list(texts)
+    if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+        raise InvalidInputError("texts must be non-empty strings for the classifier to answer")
 
     out = Path(output_dir if output_dir is not None else DEFAULT_OUTPUT_DIR).expanduser().resolve()
     if out.exists() and not out.is_dir():
@@ -107,13 +115,14 @@ def run_demo(cache_dir: Optional[str] = None, output_dir: Optional[os.PathLike] 
         labels = sorted({label for _, label, _ in reviews})
         with _stage(rows, "load model", print_fn) as box:
             torch.manual_seed(TRAINING["seed"])   # the classifier's initial weights
-            model = BertForSequenceClassification.from_pretrained(
-                DEMO_NAME, cache_dir=cache_dir, num_labels=len(labels))
+            with _quiet("bert_hub.loading"):      # "classifier initialised randomly": trained below
+                model = BertForSequenceClassification.from_pretrained(
+                    DEMO_NAME, cache_dir=cache_dir, num_labels=len(labels))
             model.id2label = dict(enumerate(labels))
             model.label2id = {label: i for i, label in enumerate(labels)}
             cfg = model.config
             box["note"] = (f"{type(model).__name__}: {cfg.num_hidden_layers} layers, hidden "
-                           f"{cfg.hidden_size}, labels {', '.join(labels)}")
+                           f"{cfg.hidden_size}, new classifier for {', '.join(labels)}")
         with _stage(rows, "load tokenizer", print_fn) as box:
             tokenizer = BertTokenizer.from_pretrained(DEMO_NAME, cache_dir=cache_dir)
             box["note"] = f"{len(tokenizer.vocab)} wordpieces"
@@ -123,8 +132,10 @@ def run_demo(cache_dir: Optional[str] = None, output_dir: Optional[os.PathLike] 
                            f"{train[0]['input_ids'].shape[0]} tokens each (padded)")
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".train-", dir=out) as work:
-            trainer = Trainer(model, train, eval_data=test, compute_metrics=_accuracy,
-                              output_dir=work, device="cpu", **TRAINING)
+            with _stage(rows, "build Trainer", print_fn,
+                        "AdamW + warmup; torch.optim loads torch._dynamo on first use"):
+                trainer = Trainer(model, train, eval_data=test, compute_metrics=_accuracy,
+                                  output_dir=work, device="cpu", **dict(TRAINING, epochs=epochs))
             with _stage(rows, "evaluate (before)", print_fn) as box:
                 before = trainer.evaluate()["accuracy"]
                 box["note"] = (f"accuracy {before:.1%} on the {len(test)} held-out reviews "
@@ -150,7 +161,7 @@ def run_demo(cache_dir: Optional[str] = None, output_dir: Optional[os.PathLike] 
             box["note"] = ("predictions equal the trained model's" if same else
                            "PREDICTIONS DIFFER from the trained model's")
         with _stage(rows, "pipeline", print_fn) as box:
-            answers = classify(list(texts))
+            answers = classify(texts)
             box["note"] = f"text-classification, {len(answers)} new texts"
     finally:
         torch.set_num_threads(threads)
@@ -164,6 +175,18 @@ def run_demo(cache_dir: Optional[str] = None, output_dir: Optional[os.PathLike] 
         print_fn(f"  {answer['label']:>8} ({answer['score']:.2f})  {text}")
     return {"stages": rows, "accuracy_before": before, "accuracy_after": after, "curve": curve,
             "model_dir": model_dir, "answers": answers, "reloaded_equal": same}
+
+
+@contextmanager
+def _quiet(logger_name: str):
+    """Hold back a logger's warnings for a step whose warning the demo answers itself."""
+    log = logging.getLogger(logger_name)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _datasets(reviews, tokenizer, label2id: Dict[str, int]):

@@ -36,7 +36,6 @@ from .errors import (
     BertHubError,
     ArchiveLayoutError,
     ConfigError,
-    ConversionError,
     DownloadError,
     EntryNotFoundError,
     InvalidInputError,

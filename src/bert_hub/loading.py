@@ -53,7 +53,7 @@ def from_pretrained(cls, name_or_path, inputs: tuple, kwargs: dict, *, cache_dir
         if files.weights_file is None and files.tf_checkpoint is not None:
             from .convert import tf_to_state_dict   # a read-only Google folder: in memory
             return config, tf_to_state_dict(files.tf_checkpoint, config), str(files.tf_checkpoint)
-        state = hf_hub.read_weights(files.weights_file, weights.load_weights)
+        state = weights.load_weights(files.weights_file)
         return config, state, str(files.weights_file)
 
     config, state_dict, source = hub.read_model(

@@ -1,7 +1,8 @@
 """Every read and write of model weights: ``model.safetensors`` (memory-mapped), 0.6.2's
 ``pytorch_model.bin`` (``torch.load(weights_only=True)``), Hugging Face's sharded checkpoints
-(``*.index.json`` + shards), one dtype table, one key normaliser and one rule for tied weights. ``from_pretrained``, ``save_pretrained``, the converter and the
-Trainer's checkpoints all go through here.
+(``*.index.json`` + shards), one dtype table, one key normaliser and one rule for tied weights.
+``from_pretrained``, ``save_pretrained``, the converter and the Trainer's checkpoints all go
+through here.
 
 Tied weights (one tensor under two names, e.g. the MLM decoder and the word embeddings) are
 stored once: a safetensors file keeps the first name and lists the others in its metadata
@@ -230,7 +231,8 @@ def shard_files(index_file) -> List[str]:
     bad = [s for s in shards if not isinstance(s, str) or "/" in s or "\\" in s
            or s in ("", ".", "..") or s.endswith(INDEX_SUFFIX)]
     if bad or not shards:
-        raise ConversionError(f"{str(index_file)!r} names no usable shard files (got {bad or shards!r})")
+        raise ConversionError(f"{str(index_file)!r} names no usable shard files (plain file "
+                              f"names beside it; got {bad or shards!r})")
     return shards
 
 

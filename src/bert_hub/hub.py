@@ -136,7 +136,7 @@ def _resolve_local_folder(folder: Path, *, need_weights: bool, cache_dir=None,
             f"{', '.join(sorted(found)) or 'nothing'}): pass a folder holding a BERT vocabulary "
             f"or model. Accepted: {_accepted(need_weights)}.")
     looked_for = f"{CONFIG_NAME} or {HF_CONFIG_NAME}" if config is None else \
-        " or ".join(hf_hub.WEIGHTS_PREFERENCE)
+        f"{SAFE_WEIGHTS_NAME} or {WEIGHTS_NAME} (or their sharded *.index.json)"
     raise ArchiveLayoutError(
         f"{str(folder)!r} holds no BERT model: looked for {looked_for} and did not find it "
         f"(found: {', '.join(sorted(found)) or 'nothing'}). Accepted: {ACCEPTED_FORMS}.")

@@ -562,6 +562,10 @@ def test_labels_survive_save_pretrained(tmp_path, ner):
     fresh.id2label = {0: "bad", 2: "good"}
     with pytest.raises(ConfigError, match="id2label must name classes 0..1"):
         fresh.save_pretrained(tmp_path / "broken")
+    fresh.id2label = {0: "bad", 1: "good", 2: "ugly"}
+    with pytest.raises(ConfigError, match="has 2 labels but id2label names 3"):
+        fresh.save_pretrained(tmp_path / "broken")
+    assert not (tmp_path / "broken").exists()                 # refused before anything is written
 
 
 def test_layer_norm_eps_is_used_and_saved(tmp_path):

@@ -131,6 +131,10 @@ def label_fields(model: nn.Module) -> dict:
             return {}
     else:
         label2id = getattr(model, "label2id", None)
+        heads = getattr(model, "num_labels", None)
+        if id2label and heads is not None and len(id2label) != heads:
+            raise ConfigError(f"{type(model).__name__} has {heads} labels but id2label names "
+                              f"{len(id2label)}; set model.id2label to one name per label")
     return hf_hub.label_fields(id2label, label2id)
 
 

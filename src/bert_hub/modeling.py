@@ -387,11 +387,12 @@ class BertPreTrainedModel(nn.Module):
             raise InvalidInputError(
                 f"save_pretrained({str(folder)!r}): that is a file; pass a folder (it is created "
                 "if missing)")
+        labels = loading.label_fields(self)   # id2label / label2id, checked before writing
         folder.mkdir(parents=True, exist_ok=True)
         state = self.state_dict()
         weights.save_safetensors(state, folder / SAFE_WEIGHTS_NAME,
                                  order=fast_path.packed_order(list(state)))
-        self.config.to_json_file(folder / CONFIG_NAME, extra=loading.label_fields(self))
+        self.config.to_json_file(folder / CONFIG_NAME, extra=labels)
         return folder
 
 

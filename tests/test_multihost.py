@@ -163,7 +163,7 @@ def _reports(tmp_path, name):
             if (tmp_path / f"{name}-report-{n}" / f"report_rank{r}.json").exists()}
 
 
-@pytest.mark.slow  # about 40 s: three two-host launches
+@pytest.mark.slow  # three two-host launches: 63-80 s on a busy 2-core machine
 def test_node_local_checkpoints_resume_and_a_cut_link(hosts, tmp_path):
     output = str(tmp_path / "output")  # the same path on both hosts, a different disk on each
     os.makedirs(output)

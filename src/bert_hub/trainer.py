@@ -44,7 +44,7 @@ from bert_hub.training.batches import (
     to_numpy,
     without_label_keys,
 )
-from bert_hub.training.data import eval_loader, is_map_dataset, train_loader
+from bert_hub.training.data import eval_loader, in_shard_order, is_map_dataset, train_loader
 from bert_hub.training.logging_sinks import MetricsLog, progress_bar
 from bert_hub.training.optimizer_step import (
     OffloadedOptimizerStep,
@@ -317,7 +317,8 @@ class Trainer:
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         weight_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         preds, labels = [], []
-        for batch in self._eval_loader(data):
+        loader = self._eval_loader(data)  # longest examples first: outputs reordered in _gather
+        for batch in loader:
             batch = to_device(batch, self.device)
             weight = float(self.loss_weight(batch))
             with self.precision.autocast():
@@ -341,8 +342,8 @@ class Trainer:
         self.strategy.all_reduce_sum(weight_sum)
         result = {"eval_loss": float(loss_sum / weight_sum) if weight_sum > 0 else float("nan")}
         if self.compute_metrics is not None:
-            metrics = self.compute_metrics(to_numpy(self._gather(preds)),
-                                           to_numpy(self._gather(labels)))
+            metrics = self.compute_metrics(to_numpy(self._gather(preds, loader)),
+                                           to_numpy(self._gather(labels, loader)))
             if not isinstance(metrics, Mapping):
                 raise TrainerError(f"compute_metrics returned {type(metrics).__name__}: it must "
                                    "return a dict of metric name -> number")
@@ -359,19 +360,22 @@ class Trainer:
         was_training = self.model.training
         self.wrapped.eval()
         outputs = []
-        for batch in self._eval_loader(data):
+        loader = self._eval_loader(data)  # longest examples first: outputs reordered in _gather
+        for batch in loader:
             batch = without_label_keys(to_device(batch, self.device), self.args.label_names)
             with self.precision.autocast():
                 outputs.append(detach(predictions_of(call(self.wrapped, batch))))
         self.wrapped.train(was_training)
-        return self._gather(outputs)
+        return self._gather(outputs, loader)
 
-    def _gather(self, parts: list):
-        """Per-batch outputs (tensor or tuple of tensors) -> the whole dataset in order."""
+    def _gather(self, parts: list, loader):
+        """Per-batch outputs (tensor or tuple of tensors) of ``loader`` -> the whole dataset in
+        order."""
         if isinstance(parts[0], tuple):
-            return tuple(self._gather([p[i] for p in parts]) for i in range(len(parts[0])))
+            return tuple(self._gather([p[i] for p in parts], loader)
+                         for i in range(len(parts[0])))
         try:
-            local = torch.cat(parts)
+            local = in_shard_order(torch.cat(parts), loader)
         except RuntimeError as error:
             shapes = sorted({tuple(p.shape[1:]) for p in parts})
             raise TrainerError(f"outputs of different batches have different shapes {shapes}: "

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from bert_hub import unpadding
-from bert_hub.modeling import BertConfig, BertForSequenceClassification, BertModel
+from bert_hub.modeling import BertConfig, BertForSequenceClassification
 
 ROOT = Path(__file__).resolve().parents[2]
 VOCAB = 30522
@@ -226,6 +226,17 @@ def main() -> int:
     train_dtype = args.dtype or ("bf16" if device.type == "cuda" else "fp32")
     load_before = os.getloadavg()
     results = []
+    out = Path(args.out)
+
+    def write() -> None:
+        """The JSON so far: a run stopped midway keeps the cases it measured."""
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(dict(
+            device=str(device), torch=torch.__version__, threads=torch.get_num_threads(),
+            machine=platform.processor() or platform.machine(), cpus=os.cpu_count(),
+            gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            rounds=rounds, smoke=args.smoke, load_average_before=load_before,
+            load_average_after=os.getloadavg(), results=results), indent=2))
 
     def record(case, dtype, batches, medians, targets, **extra):
         tokens = statistics.mean(b["tokens"] for b in batches)
@@ -243,6 +254,7 @@ def main() -> int:
         for t in row["targets"]:
             print(f"  target {t['contender']} / {t['peer']} = {t['ratio']:.3f} (<= "
                   f"{t['limit']:.3f}): {'met' if t['met'] else 'MISSED'}")
+        write()
 
     for dtype in inference_dtypes:
         if "inference" in cases:
@@ -266,19 +278,12 @@ def main() -> int:
         dtype = inference_dtypes[-1]
         batches = batches_for("real", args.batches, size)
         ours = build(size, DTYPES[dtype], device, False)["bert_hub"]
-        choices = ["groups", "padded"] + (["nested"] if device.type == "cuda" else [])
+        choices = ["groups", "padded", "nested"]
         medians = time_case({f"bert_hub attention={c}": with_attention(c, ours) for c in choices},
                             batches, rounds, device, False)
         record("attention choices (inference)", dtype, batches, medians, [])
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(dict(
-        device=str(device), torch=torch.__version__, threads=torch.get_num_threads(),
-        machine=platform.processor() or platform.machine(), cpus=os.cpu_count(),
-        gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        rounds=rounds, smoke=args.smoke, load_average_before=load_before,
-        load_average_after=os.getloadavg(), results=results), indent=2))
+    write()
     print(f"\nload average before / after: {load_before[0]:.2f} / {os.getloadavg()[0]:.2f}; "
           f"wrote {out}")
     return 0

@@ -171,9 +171,11 @@ class Trainer:
 
     def _eval_loader(self, data):
         per_device = self.args.eval_batch_size or self.args.batch_size
-        return eval_loader(data, self.strategy,
-                           batch_size=per_device * self.strategy.devices_per_process,
-                           collate_fn=self.collate_fn, num_workers=self.args.num_workers)
+        loader = eval_loader(data, self.strategy,
+                             batch_size=per_device * self.strategy.devices_per_process,
+                             collate_fn=self.collate_fn, num_workers=self.args.num_workers)
+        self._eval_sampler = loader.sampler  # length-sorted: _gather restores dataset order
+        return loader
 
     # ------------------------------------------------------------------ training
     def train(self, resume: bool | str | os.PathLike = "auto") -> dict:
@@ -317,8 +319,7 @@ class Trainer:
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         weight_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         preds, labels = [], []
-        loader = self._eval_loader(data)  # longest examples first: outputs reordered in _gather
-        for batch in loader:
+        for batch in self._eval_loader(data):
             batch = to_device(batch, self.device)
             weight = float(self.loss_weight(batch))
             with self.precision.autocast():
@@ -342,8 +343,8 @@ class Trainer:
         self.strategy.all_reduce_sum(weight_sum)
         result = {"eval_loss": float(loss_sum / weight_sum) if weight_sum > 0 else float("nan")}
         if self.compute_metrics is not None:
-            metrics = self.compute_metrics(to_numpy(self._gather(preds, loader)),
-                                           to_numpy(self._gather(labels, loader)))
+            metrics = self.compute_metrics(to_numpy(self._gather(preds)),
+                                           to_numpy(self._gather(labels)))
             if not isinstance(metrics, Mapping):
                 raise TrainerError(f"compute_metrics returned {type(metrics).__name__}: it must "
                                    "return a dict of metric name -> number")
@@ -360,22 +361,19 @@ class Trainer:
         was_training = self.model.training
         self.wrapped.eval()
         outputs = []
-        loader = self._eval_loader(data)  # longest examples first: outputs reordered in _gather
-        for batch in loader:
+        for batch in self._eval_loader(data):
             batch = without_label_keys(to_device(batch, self.device), self.args.label_names)
             with self.precision.autocast():
                 outputs.append(detach(predictions_of(call(self.wrapped, batch))))
         self.wrapped.train(was_training)
-        return self._gather(outputs, loader)
+        return self._gather(outputs)
 
-    def _gather(self, parts: list, loader):
-        """Per-batch outputs (tensor or tuple of tensors) of ``loader`` -> the whole dataset in
-        order."""
+    def _gather(self, parts: list):
+        """Per-batch outputs (tensor or tuple of tensors) -> the whole dataset in order."""
         if isinstance(parts[0], tuple):
-            return tuple(self._gather([p[i] for p in parts], loader)
-                         for i in range(len(parts[0])))
+            return tuple(self._gather([p[i] for p in parts]) for i in range(len(parts[0])))
         try:
-            local = in_shard_order(torch.cat(parts), loader)
+            local = in_shard_order(torch.cat(parts), self._eval_sampler)
         except RuntimeError as error:
             shapes = sorted({tuple(p.shape[1:]) for p in parts})
             raise TrainerError(f"outputs of different batches have different shapes {shapes}: "

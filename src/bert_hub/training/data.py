@@ -61,10 +61,10 @@ def eval_loader(data, strategy: Strategy, *, batch_size: int, collate_fn,
                       pin_memory=strategy.device.type == "cuda")
 
 
-def in_shard_order(rows: torch.Tensor, loader: DataLoader) -> torch.Tensor:
-    """Per-example outputs (N, ...) in the order ``loader`` gave the examples -> in the order of
-    its dataset (the shard)."""
-    order = getattr(loader.sampler, "order", None)
+def in_shard_order(rows: torch.Tensor, sampler: Sampler) -> torch.Tensor:
+    """Per-example outputs (N, ...) in the order ``sampler`` (an eval loader's) gave the examples
+    -> in the order of its dataset (the shard)."""
+    order = getattr(sampler, "order", None)
     if order is None:
         return rows
     inverse = torch.empty(len(order), dtype=torch.long)

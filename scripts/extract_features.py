@@ -75,6 +75,11 @@ def read_examples(path: str):
     return examples
 
 
+# Examples encoded, sorted by length and run per window of this many batches: batches of similar
+# length carry little padding (the model computes real tokens only), and memory stays bounded.
+SORT_WINDOW_BATCHES = 64
+
+
 def batches(items, size):
     batch = []
     for item in items:
@@ -84,6 +89,13 @@ def batches(items, size):
             batch = []
     if batch:
         yield batch
+
+
+def length_sorted_batches(encoded: list, size: int):
+    """Batches of ``(index, encoding)`` over one window of encodings, longest first, each
+    trimmed to its longest sequence by the caller; indexes give the input order back."""
+    order = sorted(range(len(encoded)), key=lambda i: -sum(encoded[i][2]))
+    return batches([(i, encoded[i]) for i in order], size)
 
 
 def main(argv=None):
@@ -105,19 +117,25 @@ def main(argv=None):
     os.makedirs(os.path.dirname(os.path.abspath(args.output_file)), exist_ok=True)
     line_index = 0
     with open(args.output_file, "w", encoding="utf-8") as out, torch.no_grad():
-        for batch in batches(examples, args.batch_size):
-            encoded = [glue.encode_pair(tokenizer, a, b, args.max_seq_length) for a, b in batch]
-            input_ids = torch.tensor([e[1] for e in encoded], device=device)     # (B, T)
-            input_mask = torch.tensor([e[2] for e in encoded], device=device)    # (B, T)
-            segment_ids = torch.tensor([e[3] for e in encoded], device=device)   # (B, T)
-            all_layers, _ = model(input_ids, segment_ids, input_mask)  # L x (B, T, H)
-            chosen = {i: all_layers[i].float().cpu() for i in args.layer_indexes}
-            for b, (tokens, *_rest) in enumerate(encoded):
-                features = [{"token": token, "layers": [
-                    {"index": i, "values": [round(float(x), 6) for x in chosen[i][b, t].tolist()]}
-                    for i in args.layer_indexes]} for t, token in enumerate(tokens)]
-                out.write(json.dumps({"linex_index": line_index, "features": features}) + "\n")
-                line_index += 1
+        for window in batches(examples, args.batch_size * SORT_WINDOW_BATCHES):
+            encoded = [glue.encode_pair(tokenizer, a, b, args.max_seq_length) for a, b in window]
+            lines = [None] * len(encoded)
+            for batch in length_sorted_batches(encoded, args.batch_size):
+                longest = max(sum(e[2]) for _, e in batch)    # trimmed: no all-padding columns
+                input_ids, input_mask, segment_ids = (
+                    torch.tensor([e[k][:longest] for _, e in batch], device=device)
+                    for k in (1, 2, 3))                           # each (B, T)
+                all_layers, _ = model(input_ids, segment_ids, input_mask)  # L x (B, T, H)
+                chosen = {i: all_layers[i].float().cpu() for i in args.layer_indexes}
+                for b, (index, (tokens, *_rest)) in enumerate(batch):
+                    features = [{"token": token, "layers": [
+                        {"index": i,
+                         "values": [round(float(x), 6) for x in chosen[i][b, t].tolist()]}
+                        for i in args.layer_indexes]} for t, token in enumerate(tokens)]
+                    lines[index] = json.dumps({"linex_index": line_index + index,
+                                               "features": features})
+            out.writelines(line + "\n" for line in lines)
+            line_index += len(lines)
     logger.info("wrote %d lines to %s", line_index, args.output_file)
 
 

@@ -26,7 +26,7 @@ LAYERS: Dict[int, List[str]] = {
     0: ["bert_hub", "errors", "filenames", "fast_path", "training", "training.precision",
         "tasks.squad_metrics"],
     1: ["env", "config", "registry", "disk", "fetcher", "gzip_reader", "leveldb_table", "weights",
-        "distributed", "optimization", "wordpiece", "sequence_pairs", "training.batches"],
+        "distributed", "optimization", "wordpiece", "sequence_pairs", "training.batches", "unpadding"],
     2: ["manifest", "archive", "cache_layout", "transfer", "http_fetcher", "s3_fetcher",
         "tf_checkpoint", "input_checks", "hf_hub", "token_offsets", "training.data", "training.checkpointing",
         "training.logging_sinks", "training.optimizer_step", "tasks.glue", "tasks.pretraining"],

@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import ProfilerActivity, profile
 
-from bert_hub import modeling
+from bert_hub import modeling, unpadding
 from bert_hub.modeling import BertConfig
 from bert_hub.trainer import Trainer
 
@@ -211,6 +211,64 @@ def test_from_pretrained_onto_the_gpu_in_bf16(tmp_path):
         ref = model(*inputs)
         out = loaded.eval()(*_to_cuda(inputs))
     assert _relative_error(out, ref) <= TOLERANCE["bf16"]
+
+
+# ---------------------------------------------------------------------------- unpadding
+def _unpadded_and_dense(name: str, dtype: torch.dtype):
+    """(unpadded, dense) copies of one tiny head on the GPU in ``dtype``, the same weights."""
+    model = _head(name)
+    dense = _head(name)
+    dense.unpad = False
+    return model.to("cuda", dtype), dense.to("cuda", dtype)
+
+
+def _zeroed_at_padding(name: str, out, mask: torch.Tensor) -> list[torch.Tensor]:
+    """The dense path's outputs as the unpadded path gives them (docs/models.md): per-token
+    outputs zero at padded positions, question answering's logits -10000."""
+    fill = unpadding.MASKED_LOGIT if name == "BertForQuestionAnswering" else 0.0
+    fixed = []
+    for t in _flat(out):
+        if mask.dim() == 2 and t.dim() >= 2 and t.shape[:2] == mask.shape:
+            t = t.masked_fill((mask == 0).view(*mask.shape, *[1] * (t.dim() - 2)), fill)
+        fixed.append(t.float().cpu())
+    return fixed
+
+
+@pytest.mark.parametrize("choice", ["auto", "groups", "padded", "nested"])
+@pytest.mark.parametrize("dtype", ["fp32", "bf16", "fp16"])
+@pytest.mark.parametrize("name", list(HEADS))
+def test_unpadded_equals_dense_on_cuda(name, dtype, choice, monkeypatch):
+    """Every head, every attention choice: real tokens computed alone give the dense path's
+    outputs on the GPU (zeros at padded positions)."""
+    monkeypatch.setattr(unpadding, "ATTENTION", choice)
+    model, dense = _unpadded_and_dense(name, DTYPES[dtype])
+    shape = (3, 4, 11) if name == "BertForMultipleChoice" else (3, 11)
+    inputs = _to_cuda(_ids(shape))
+    with torch.no_grad():
+        out = model(*inputs)
+        ref = _zeroed_at_padding(name, dense(*inputs), inputs[2])
+    error = _relative_error(out, ref)
+    report("unpadded vs dense", head=name, dtype=dtype, attention=choice, error=error)
+    assert error <= TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize("choice", ["auto", "groups", "padded", "nested"])
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_unpadded_training_step_on_cuda_equals_dense(dtype, choice, monkeypatch):
+    """Loss and every gradient of a sequence classifier, through the gather and the scatter."""
+    monkeypatch.setattr(unpadding, "ATTENTION", choice)
+    model, dense = _unpadded_and_dense("BertForSequenceClassification", DTYPES[dtype])
+    ids, types, mask = _to_cuda(_ids((3, 11)))
+    labels = torch.tensor([0, 2, 1], device="cuda")
+    losses = [m.train()(ids, types, mask, labels=labels) for m in (model, dense)]
+    for loss in losses:
+        loss.backward()
+    assert _relative_error(losses[0], losses[1].float().cpu()) <= TOLERANCE[dtype]
+    grads = dict(dense.named_parameters())
+    error = max(_relative_error(p.grad, grads[k].grad.float().cpu())
+                for k, p in model.named_parameters())
+    report("unpadded training step", dtype=dtype, attention=choice, grad_error=error)
+    assert error <= TOLERANCE[dtype]
 
 
 # ---------------------------------------------------------------------------- Trainer

@@ -198,13 +198,16 @@ def test_fused_activations_equal_the_plain_ones(monkeypatch, act):
     assert_same(out, _plain_outputs(model, name, monkeypatch))
 
 
-def test_hooks_on_the_projections_run():
+@pytest.mark.parametrize("unpad", [True, False], ids=["unpad", "dense"])
+def test_hooks_on_the_projections_run(unpad):
     model = build("BertModel").eval()
+    model.unpad = unpad
     attention = model.encoder.layer[0].attention.self
     seen = []
     handle = attention.key.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape)))
     hooked = run(model, "BertModel", train=False)
-    assert seen == [(B, S, TINY["hidden_size"])]
+    rows = (int(inputs("BertModel")[2].sum()),) if unpad else (B, S)  # packed real tokens
+    assert seen == [rows + (TINY["hidden_size"],)]
     handle.remove()
     assert_same(hooked, run(model, "BertModel", train=False))
 

@@ -41,6 +41,10 @@ def inputs():
 
 
 def outputs(model):
+    """Outputs at every position: bert_hub models with unpad=False, as the peers compute them
+    (padding removed: tests/test_modeling.py and tests/test_unpadding.py)."""
+    if isinstance(model, modeling.BertPreTrainedModel):
+        model.unpad = False
     with torch.no_grad():
         out = model(*inputs())
     return out if isinstance(out, tuple) else (out,)
@@ -103,7 +107,7 @@ def test_pretraining_checkpoint_into_base_model_and_base_into_head(tmp_path, cap
     pretraining = old.BertForPreTraining(old.BertConfig(VOCAB, **TINY)).eval()
     randomize(pretraining)
     folder = save_0_6_2_folder(tmp_path / "pt", pretraining)
-    base = modeling.BertModel.from_pretrained(folder)          # strips "bert."
+    base = modeling.BertModel.from_pretrained(folder, unpad=False)  # strips "bert."
     with torch.no_grad():
         got = base(*inputs())
         want = pretraining.bert(*inputs())
@@ -300,7 +304,7 @@ def test_hugging_face_pretraining_folder(tmp_path, transformers, weights):
         state = load_file(tmp_path / "model.safetensors")
         (tmp_path / "model.safetensors").unlink()
         torch.save(state, tmp_path / "pytorch_model.bin")
-    ours = modeling.BertForPreTraining.from_pretrained(tmp_path)
+    ours = modeling.BertForPreTraining.from_pretrained(tmp_path, unpad=False)
     ids, types, mask = inputs()
     with torch.no_grad():
         want = hf(input_ids=ids, token_type_ids=types, attention_mask=mask)
@@ -313,7 +317,8 @@ def test_hugging_face_base_folder_into_classifier(tmp_path, transformers):
     hf = transformers.BertModel(hf_config(transformers)).eval()
     randomize(hf, seed=6)
     hf.save_pretrained(tmp_path)
-    ours = modeling.BertForTokenClassification.from_pretrained(tmp_path, num_labels=3)
+    ours = modeling.BertForTokenClassification.from_pretrained(tmp_path, num_labels=3,
+                                                               unpad=False)
     ids, types, mask = inputs()
     with torch.no_grad():
         want = hf(input_ids=ids, token_type_ids=types, attention_mask=mask).last_hidden_state

@@ -1,9 +1,11 @@
-"""The models against pytorch-pretrained-bert 0.6.2 and transformers on the same random weights,
-the fused attention path, and every input-validation message."""
+"""The models against pytorch-pretrained-bert 0.6.2 and transformers on the same random weights
+(with padding removed, the default, and with ``unpad=False``), the fused attention path, and
+every input-validation message."""
 import pytest
 import torch
+from torch.nn import CrossEntropyLoss
 
-from bert_hub import fast_path, modeling
+from bert_hub import fast_path, modeling, unpadding
 from bert_hub.errors import ConfigError, InvalidInputError
 from bert_hub.modeling import BertConfig
 
@@ -45,7 +47,20 @@ def batch(seed=1, choices=None):
     return ids, types, mask
 
 
-def labels_for(name, seed=2):
+# unpad=True (the default): padding removed; unpad=False: every position, as 0.6.2 computes it.
+MODES = {"unpad": True, "dense": False}
+
+
+def labels_for(name, seed=2, real=None):
+    """Labels of each head; with ``real`` (B, S) bool, masked-LM labels at padded positions are
+    -1 (ignored), as a loss over real tokens only (unpad) sees them."""
+    labels = _labels_for(name, seed)
+    if real is not None and "masked_lm_labels" in labels:
+        labels["masked_lm_labels"] = labels["masked_lm_labels"].masked_fill(~real, -1)
+    return labels
+
+
+def _labels_for(name, seed):
     gen = torch.Generator().manual_seed(seed)
     if name == "BertForPreTraining":
         mlm = torch.randint(0, VOCAB, (B, S), generator=gen)
@@ -76,10 +91,11 @@ HEADS = {  # name -> constructor extra args
 }
 
 
-def pair(name, config):
+def pair(name, config, unpad=True):
     """(ours, 0.6.2's) with the same random weights."""
     args = HEADS[name]
     ours = getattr(modeling, name)(config, *args)
+    ours.unpad = unpad
     randomize(ours)
     theirs = getattr(old, name)(old_config(config), *args)
     theirs.load_state_dict(ours.state_dict(), strict=True)
@@ -107,40 +123,79 @@ def inputs_for(name):
     return batch(choices=4 if name == "BertForMultipleChoice" else None)
 
 
+def as_unpadded(out, mask, name):
+    """0.6.2's outputs as the unpadded path gives them: per-token outputs ((B, S, ...) tensors)
+    zero at padded positions, question answering's logits -10000 there."""
+    fill = unpadding.MASKED_LOGIT if name == "BertForQuestionAnswering" else 0.0
+    padded = mask == 0
+
+    def fix(t):
+        if isinstance(t, (tuple, list)):
+            return type(t)(fix(x) for x in t)
+        if mask.dim() == 2 and t.shape[:2] == mask.shape:
+            return t.masked_fill(padded.reshape(*mask.shape, *[1] * (t.dim() - 2)), fill)
+        return t
+    return fix(out)
+
+
+def qa_loss(start_logits, end_logits, start_positions, end_positions):
+    """0.6.2's question-answering loss, on given logits."""
+    ignored = start_logits.size(1)
+    loss = CrossEntropyLoss(ignore_index=ignored)
+    return (loss(start_logits, start_positions.clamp(0, ignored))
+            + loss(end_logits, end_positions.clamp(0, ignored))) / 2
+
+
+def reference_loss(theirs, name, inputs, labels, unpad):
+    """0.6.2's loss; with unpad, question answering's from its logits masked at padded
+    positions (the softmax over positions covers real tokens only)."""
+    if unpad and name == "BertForQuestionAnswering":
+        start, end = as_unpadded(theirs(*inputs), inputs[2], name)
+        return qa_loss(start, end, labels["start_positions"], labels["end_positions"])
+    return theirs(*inputs, **{k: v.clone() for k, v in labels.items()})
+
+
+@pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("name", list(HEADS))
-def test_eval_outputs_and_losses_equal_0_6_2(name):
-    ours, theirs = pair(name, tiny_config())
+def test_eval_outputs_and_losses_equal_0_6_2(name, mode):
+    unpad = MODES[mode]
+    ours, theirs = pair(name, tiny_config(), unpad)
     ours.eval(), theirs.eval()
     ids, types, mask = inputs_for(name)
+    expect = (lambda out: as_unpadded(out, mask, name)) if unpad else (lambda out: out)
     with torch.no_grad():
-        assert_close(ours(ids, types, mask), theirs(ids, types, mask))
+        assert_close(ours(ids, types, mask), expect(theirs(ids, types, mask)))
         assert_close(ours(ids), theirs(ids))                     # no types, no mask
         if name == "BertModel":
             assert_close(ours(ids, types, mask, output_all_encoded_layers=False),
-                         theirs(ids, types, mask, output_all_encoded_layers=False))
+                         expect(theirs(ids, types, mask, output_all_encoded_layers=False)))
             layers, _ = ours(ids, types, mask)
             assert isinstance(layers, list) and len(layers) == TINY["num_hidden_layers"]
         else:
-            labels = labels_for(name)
+            labels = labels_for(name, real=mask != 0 if unpad else None)
             ours_loss = ours(ids, types, mask, **{k: v.clone() for k, v in labels.items()})
-            theirs_loss = theirs(ids, types, mask, **{k: v.clone() for k, v in labels.items()})
+            theirs_loss = reference_loss(theirs, name, (ids, types, mask), labels, unpad)
             assert ours_loss.dim() == 0
             assert_close(ours_loss, theirs_loss)
 
 
+@pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("name", list(HEADS))
-def test_train_mode_losses_and_gradients_equal_0_6_2(name):
-    ours, theirs = pair(name, tiny_config(dropout=0.0))
+def test_train_mode_losses_and_gradients_equal_0_6_2(name, mode):
+    unpad = MODES[mode]
+    ours, theirs = pair(name, tiny_config(dropout=0.0), unpad)
     ours.train(), theirs.train()
     ids, types, mask = inputs_for(name)
     if name == "BertModel":
         out_ours, out_theirs = ours(ids, types, mask), theirs(ids, types, mask)
+        if unpad:
+            out_theirs = as_unpadded(out_theirs, mask, name)
         loss_ours = sum(t.square().sum() for t in as_list(out_ours))
         loss_theirs = sum(t.square().sum() for t in as_list(out_theirs))
     else:
-        labels = labels_for(name)
+        labels = labels_for(name, real=mask != 0 if unpad else None)
         loss_ours = ours(ids, types, mask, **{k: v.clone() for k, v in labels.items()})
-        loss_theirs = theirs(ids, types, mask, **{k: v.clone() for k, v in labels.items()})
+        loss_theirs = reference_loss(theirs, name, (ids, types, mask), labels, unpad)
     assert_close(loss_ours, loss_theirs, atol=1e-5 * max(1.0, abs(loss_theirs.item())))
     loss_ours.backward()
     loss_theirs.backward()
@@ -157,12 +212,16 @@ def test_train_mode_losses_and_gradients_equal_0_6_2(name):
         assert (grads_ours[key] - grad).abs().max().item() <= 1e-5 * scale, key
 
 
+@pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("act", ["relu", "swish"])
-def test_other_activations_equal_0_6_2(act):
-    ours, theirs = pair("BertForMaskedLM", tiny_config(hidden_act=act))
+def test_other_activations_equal_0_6_2(act, mode):
+    ours, theirs = pair("BertForMaskedLM", tiny_config(hidden_act=act), MODES[mode])
     ids, types, mask = batch()
     with torch.no_grad():
-        assert_close(ours.eval()(ids, types, mask), theirs.eval()(ids, types, mask))
+        expected = theirs.eval()(ids, types, mask)
+        if MODES[mode]:
+            expected = as_unpadded(expected, mask, "BertForMaskedLM")
+        assert_close(ours.eval()(ids, types, mask), expected)
 
 
 def test_parameter_names_and_tied_decoder():
@@ -176,7 +235,8 @@ def test_parameter_names_and_tied_decoder():
 
 
 # -- transformers ------------------------------------------------------------------------------
-def test_bert_model_equals_transformers_sdpa(tmp_path):
+@pytest.mark.parametrize("mode", list(MODES))
+def test_bert_model_equals_transformers_sdpa(tmp_path, mode):
     transformers = pytest.importorskip("transformers", reason="transformers not installed")
     hf_config = transformers.BertConfig(
         vocab_size=VOCAB, hidden_act="gelu", attn_implementation="sdpa",
@@ -187,12 +247,15 @@ def test_bert_model_equals_transformers_sdpa(tmp_path):
     hf.save_pretrained(tmp_path)                      # config.json + model.safetensors
     assert (tmp_path / "config.json").is_file() and (tmp_path / "model.safetensors").is_file()
     hf = transformers.BertModel.from_pretrained(tmp_path, attn_implementation="sdpa").eval()
-    ours = modeling.BertModel.from_pretrained(tmp_path)
+    ours = modeling.BertModel.from_pretrained(tmp_path, unpad=MODES[mode])
     ids, types, mask = batch()
     with torch.no_grad():
         expected = hf(input_ids=ids, token_type_ids=types, attention_mask=mask)
         hidden, pooled = ours(ids, types, mask, output_all_encoded_layers=False)
-        for got, want in ((hidden, expected.last_hidden_state), (pooled, expected.pooler_output)):
+        want_hidden = expected.last_hidden_state
+        if MODES[mode]:
+            want_hidden = as_unpadded(want_hidden, mask, "BertModel")
+        for got, want in ((hidden, want_hidden), (pooled, expected.pooler_output)):
             # padded positions: transformers masks with the dtype minimum, Google with -10000;
             # both give weights that underflow to 0, so every row agrees
             assert (got - want).abs().max().item() <= 1e-5
@@ -357,15 +420,20 @@ def test_the_switch_still_answers_to_its_old_name(monkeypatch):
     assert fast_path.ENABLED is True
 
 
-def test_forward_hooks_on_dense_layers_still_run():
+@pytest.mark.parametrize("mode", list(MODES))
+def test_forward_hooks_on_dense_layers_still_run(mode):
+    """Inner layers see (B, S, ...) tensors, or the packed real tokens (T, ...) of a padded
+    batch when padding is removed."""
     model = modeling.BertModel(tiny_config()).eval()
+    model.unpad = MODES[mode]
     seen = []
     model.encoder.layer[1].intermediate.dense.register_forward_hook(
         lambda module, inputs, output: seen.append(tuple(output.shape)))
     ids, types, mask = batch()
     with torch.no_grad():
         hooked = model(ids, types, mask)
-    assert seen == [(B, S, TINY["intermediate_size"])]
+    rows = (int(mask.sum()),) if MODES[mode] else (B, S)
+    assert seen == [rows + (TINY["intermediate_size"],)]
     model.encoder.layer[1].intermediate.dense._forward_hooks.clear()
     with torch.no_grad():
         assert_close(hooked, model(ids, types, mask), atol=1e-5)

@@ -349,6 +349,29 @@ def test_extract_features_matches_the_model(tiny_model, tmp_path):
             assert torch.allclose(torch.tensor(layer["values"]), expected, atol=2e-6)
 
 
+def test_extract_features_in_length_sorted_batches_keeps_the_input_order(tiny_model, tmp_path,
+                                                                         monkeypatch):
+    """Lines of mixed lengths, batched longest first (windows of 2 batches of 2): the output is
+    in input order and equals a run one line at a time."""
+    text = "p1\np1 p2 f3 f4 b2\nA1 ||| f4\nb2 b2\np2 p2 p2 p2 p2 p2\nf3\n"
+    (tmp_path / "in.txt").write_text(text, encoding="utf-8")
+    extract = load_script("extract_features.py")
+    monkeypatch.setattr(extract, "SORT_WINDOW_BATCHES", 2)
+    outputs = {}
+    for size in ("1", "2"):
+        out = tmp_path / f"feat{size}.jsonl"
+        extract.main(["--input_file", str(tmp_path / "in.txt"), "--output_file", str(out),
+                      "--bert_model", str(tiny_model), "--layers", "-1", "--max_seq_length", "12",
+                      "--batch_size", size, "--no_cuda"])
+        outputs[size] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["linex_index"] for line in outputs["2"]] == list(range(6))
+    for one, batched in zip(outputs["1"], outputs["2"]):
+        assert [f["token"] for f in one["features"]] == [f["token"] for f in batched["features"]]
+        for f1, f2 in zip(one["features"], batched["features"]):
+            assert torch.allclose(torch.tensor(f1["layers"][0]["values"]),
+                                  torch.tensor(f2["layers"][0]["values"]), atol=2e-6)
+
+
 # ---------------------------------------------------------------------------- run_lm_finetuning
 def test_lm_finetuning_lowers_the_held_out_loss(tiny_model, tmp_path):
     rng = random.Random(0)

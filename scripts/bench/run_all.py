@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["forward", "load", "tokenizer_speed", "convert", "download", "first_load", "trainer"]
+ORDER = ["forward", "load", "tokenizer_speed", "convert", "download", "first_load", "trainer",
+         "real_length"]
 
 
 def main(argv) -> int:

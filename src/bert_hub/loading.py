@@ -16,6 +16,7 @@ from torch import nn
 from . import fast_path, hf_hub, hub, weights
 from .errors import ConfigError, ConversionError, InvalidArgumentError, InvalidInputError
 from .filenames import CONFIG_NAME
+from .input_checks import check_flag
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
 _POOLER_UNUSED_BY = ("BertForMaskedLM", "BertForTokenClassification", "BertForQuestionAnswering")
 _POOLER = "bert.pooler."
 LOAD_OPTIONS = ("cache_dir", "force_download", "local_files_only", "torch_dtype", "device",
-                "state_dict", "revision", "token")
+                "state_dict", "revision", "token", "unpad")
 _ARGUMENT = "the state_dict argument"
 
 
@@ -33,14 +34,16 @@ def from_pretrained(cls, name_or_path, inputs: tuple, kwargs: dict, *, cache_dir
                     force_download: bool = False, local_files_only: bool = False,
                     torch_dtype=None, device=None,
                     state_dict: Optional[Mapping[str, torch.Tensor]] = None,
-                    revision: Optional[str] = None, token=None) -> nn.Module:
+                    revision: Optional[str] = None, token=None, unpad: bool = True) -> nn.Module:
     """``cls(config, *inputs, **kwargs)`` with the weights of ``name_or_path``, in eval mode;
-    the config's ``id2label`` / ``label2id`` on the model (and ``num_labels`` when not given)."""
+    the config's ``id2label`` / ``label2id`` on the model (and ``num_labels`` when not given);
+    ``model.unpad = unpad``."""
     kwargs.pop("from_tf", None)   # 0.6.2's flag: a TensorFlow folder is found by its layout
     # Argument mistakes fail here, before a download or a conversion.
     check_constructor_args(cls, inputs, kwargs)
     torch_dtype = check_torch_dtype(torch_dtype)
     device = check_device(device)
+    check_flag("unpad", unpad)
     if state_dict is not None:
         check_state_dict(state_dict)
 
@@ -66,6 +69,7 @@ def from_pretrained(cls, name_or_path, inputs: tuple, kwargs: dict, *, cache_dir
     load_checkpoint(model, state_dict, source, torch_dtype=torch_dtype, device=device,
                     copy=source == _ARGUMENT)
     model.id2label, model.label2id = id2label, label2id
+    model.unpad = unpad
     return model.eval()
 
 

@@ -4,11 +4,12 @@ Op-for-op with Google's TensorFlow BERT and a drop-in for pytorch-pretrained-ber
 constructors, forward signatures, return conventions and parameter names
 (``bert.encoder.layer.0.attention.self.query.weight``, ``LayerNorm.weight``), so 0.6.2 state
 dicts load unchanged. This file is the network; its speed-ups live in ``fast_path`` (every
-``Linear`` and the query/key/value projection go through it), loading in ``loading`` and
-``weights``, input checks in ``input_checks``.
+``Linear`` and the query/key/value projection go through it) and ``unpadding`` (padded batches
+computed on their real tokens only), loading in ``loading`` and ``weights``, input checks in
+``input_checks``.
 
 Shapes in comments: B batch, S sequence length, H hidden size, I intermediate size, nh heads,
-hd head size (H / nh), C choices, V vocabulary size.
+hd head size (H / nh), C choices, V vocabulary size, T real tokens of a padded batch (packed).
 """
 from __future__ import annotations
 
@@ -24,11 +25,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn import CrossEntropyLoss
 
-from . import fast_path, loading, weights
+from . import fast_path, loading, unpadding, weights
 from .config import BertConfig
 from .errors import ConfigError, InvalidInputError
 from .filenames import CONFIG_NAME, SAFE_WEIGHTS_NAME
-from .input_checks import check_inputs, check_positive
+from .input_checks import check_flag, check_inputs, check_positive
 
 __all__ = [
     "BertConfig", "BertLayerNorm", "BertPreTrainedModel", "BertModel", "BertForPreTraining",
@@ -119,16 +120,19 @@ class BertEmbeddings(nn.Module):
         self.LayerNorm = BertLayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, input_ids: torch.Tensor,
-                token_type_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
-        seq_length = input_ids.size(1)
-        words = self.word_embeddings(input_ids)                         # (B, S, H)
-        positions = self.position_embeddings.weight[:seq_length]        # (S, H): ids 0..S-1
+    def forward(self, input_ids: torch.Tensor, token_type_ids: Optional[torch.Tensor] = None,
+                position_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """input_ids (B, S), or (T,) packed real tokens with their position_ids (T,)."""
+        words = self.word_embeddings(input_ids)                         # (B, S, H) or (T, H)
+        if position_ids is None:
+            positions = self.position_embeddings.weight[:input_ids.size(1)]  # (S, H): 0..S-1
+        else:
+            positions = self.position_embeddings(position_ids)          # (T, H)
         if token_type_ids is None:
             types = self.token_type_embeddings.weight[0]                # (H,): every id is 0
         else:
             types = self.token_type_embeddings(token_type_ids)          # (B, S, H)
-        return self.dropout(self.LayerNorm(words + positions + types))  # (B, S, H)
+        return self.dropout(self.LayerNorm(words + positions + types))  # (B, S, H) or (T, H)
 
 
 class BertSelfAttention(fast_path.PackedQKV):
@@ -150,14 +154,17 @@ class BertSelfAttention(fast_path.PackedQKV):
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
         self.pack_qkv()
 
-    def forward(self, hidden_states: torch.Tensor,
-                attention_mask: Optional[torch.Tensor]) -> torch.Tensor:
-        """hidden_states (B, S, H); attention_mask additive, (B, 1, 1, S), or None."""
+    def forward(self, hidden_states: torch.Tensor, attention_mask) -> torch.Tensor:
+        """hidden_states (B, S, H) and attention_mask additive, (B, 1, 1, S), or None; or packed
+        real tokens (T, H) and their ``unpadding.Packing``."""
+        p = self.dropout.p if self.training else 0.0
+        if isinstance(attention_mask, unpadding.Packing):  # each sequence over its own keys
+            return attention_mask.attend(*self.project_qkv(hidden_states),
+                                         self.num_attention_heads, p)  # (T, H)
         batch, seq, _ = hidden_states.shape
         heads = (batch, seq, self.num_attention_heads, self.attention_head_size)
         query, key, value = (t.view(heads).transpose(1, 2)             # each (B, nh, S, hd)
                              for t in self.project_qkv(hidden_states))  # each (B, S, H)
-        p = self.dropout.p if self.training else 0.0
         context = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask,
                                                  dropout_p=p)           # (B, nh, S, hd)
         return context.transpose(1, 2).reshape(batch, seq, self.all_head_size)  # (B, S, H)
@@ -356,12 +363,24 @@ class BertPreTrainedModel(nn.Module):
     def tie_weights(self) -> None:
         """Point tied weights at their source after loading replaced it (the MLM heads)."""
 
+    @property
+    def unpad(self) -> bool:
+        """True (the default): when attention_mask marks padding, compute only the real tokens;
+        outputs at padded positions are zeros and token-level losses count real tokens only.
+        False: every position, as 0.6.2 does. A head's is its ``bert``'s (docs/models.md)."""
+        return self.bert.unpad
+
+    @unpad.setter
+    def unpad(self, value: bool) -> None:
+        self.bert.unpad = value
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], *inputs,
                         cache_dir=None, force_download: bool = False,
                         local_files_only: bool = False, torch_dtype=None, device=None,
                         state_dict: Optional[Dict[str, torch.Tensor]] = None,
-                        revision: Optional[str] = None, token=None, **kwargs):
+                        revision: Optional[str] = None, token=None, unpad: bool = True,
+                        **kwargs):
         """Build ``cls`` from a model folder, archive, URL or registry name (``hub.resolve_model``).
 
         Extra ``*inputs`` / ``**kwargs`` go to the constructor (e.g. ``num_labels=3``).
@@ -369,6 +388,7 @@ class BertPreTrainedModel(nn.Module):
         ``device``: where the weights go (default cpu). ``state_dict``: weights to use instead
         of the folder's. Weights missing from the checkpoint are initialised and reported once.
         ``revision`` (branch, tag or commit) and ``token``: for Hugging Face Hub ids (org/name).
+        ``unpad=False``: compute every position of padded batches (see ``unpad``).
         A config's ``id2label`` / ``label2id`` become ``model.id2label`` / ``model.label2id``
         (and ``num_labels`` when not given). Returns the model in eval mode.
         """
@@ -376,7 +396,7 @@ class BertPreTrainedModel(nn.Module):
             cls, pretrained_model_name_or_path, inputs, kwargs, cache_dir=cache_dir,
             force_download=force_download, local_files_only=local_files_only,
             torch_dtype=torch_dtype, device=device, state_dict=state_dict, revision=revision,
-            token=token)
+            token=token, unpad=unpad)
 
     def save_pretrained(self, save_directory: Union[str, os.PathLike]) -> Path:
         """Write ``bert_config.json`` and ``model.safetensors``: tied weights once, each layer's
@@ -403,25 +423,42 @@ class BertModel(BertPreTrainedModel):
     forward(input_ids (B, S) long, token_type_ids (B, S) or None, attention_mask (B, S) 1/0 or
     None, output_all_encoded_layers=True) -> (encoded_layers, pooled_output (B, H)), where
     encoded_layers is a list of every layer's (B, S, H) output, or only the last one's (a
-    tensor) when output_all_encoded_layers=False.
+    tensor) when output_all_encoded_layers=False. With ``unpad`` (the default), a batch with
+    padding is computed on its real tokens only and its outputs are zeros at padded positions.
     """
 
     def __init__(self, config: BertConfig):
         super().__init__(config)
+        self._unpad = True
         self.embeddings = BertEmbeddings(self.config)
         self.encoder = BertEncoder(self.config)
         self.pooler = BertPooler(self.config)
         self.apply(self.init_bert_weights)
 
+    @property
+    def unpad(self) -> bool:
+        return self._unpad
+
+    @unpad.setter
+    def unpad(self, value: bool) -> None:
+        self._unpad = check_flag("unpad", value)
+
     def forward(self, input_ids, token_type_ids=None, attention_mask=None,
                 output_all_encoded_layers=True):
         check_inputs(self.config, input_ids, token_type_ids, attention_mask)
+        if self.unpad and attention_mask is not None:    # real tokens only, when worth it
+            packed = unpadding.forward(self, input_ids, token_type_ids, attention_mask,
+                                       output_all_encoded_layers)
+            if packed is not None:
+                return packed
         dtype = self.embeddings.word_embeddings.weight.dtype
         extended_attention_mask = _extended_mask(attention_mask, dtype)  # (B, 1, 1, S) or None
         embedding_output = self.embeddings(input_ids, token_type_ids)    # (B, S, H)
         encoded_layers = self.encoder(embedding_output, extended_attention_mask,
                                       output_all_encoded_layers=output_all_encoded_layers)
         pooled_output = self.pooler(encoded_layers[-1])                  # (B, H)
+        if self.unpad:                                   # zeros at padded positions
+            encoded_layers = unpadding.zero_padding(encoded_layers, attention_mask)
         if not output_all_encoded_layers:
             encoded_layers = encoded_layers[-1]
         return encoded_layers, pooled_output
@@ -431,7 +468,9 @@ class BertForPreTraining(BertPreTrainedModel):
     """BERT + masked-LM and next-sentence heads.
 
     With masked_lm_labels (B, S; -1 = ignored) and next_sentence_label (B,): the summed loss.
-    Otherwise (prediction_scores (B, S, V), seq_relationship_score (B, 2)).
+    Otherwise (prediction_scores (B, S, V), seq_relationship_score (B, 2)). With ``unpad``,
+    scores are computed on real tokens only (zeros at padded positions) and the MLM loss counts
+    real tokens only, its vocabulary projection computed at labelled positions only.
     """
 
     def __init__(self, config: BertConfig):
@@ -447,21 +486,22 @@ class BertForPreTraining(BertPreTrainedModel):
                 next_sentence_label=None):
         sequence_output, pooled_output = self.bert(input_ids, token_type_ids, attention_mask,
                                                    output_all_encoded_layers=False)
-        prediction_scores, seq_relationship_score = self.cls(sequence_output,
-                                                             pooled_output)  # (B, S, V), (B, 2)
+        real = unpadding.real_tokens(self.unpad, attention_mask)  # (B, S) bool or None: all
+        seq_relationship_score = self.cls.seq_relationship(pooled_output)  # (B, 2)
         if masked_lm_labels is not None and next_sentence_label is not None:
-            loss_fct = CrossEntropyLoss(ignore_index=-1)
-            masked_lm_loss = loss_fct(prediction_scores.view(-1, self.config.vocab_size),
-                                      masked_lm_labels.view(-1))
-            next_sentence_loss = loss_fct(seq_relationship_score.view(-1, 2),
-                                          next_sentence_label.view(-1))
+            masked_lm_loss = _masked_lm_loss(self.cls.predictions, sequence_output,
+                                             masked_lm_labels, real)
+            next_sentence_loss = CrossEntropyLoss(ignore_index=-1)(
+                seq_relationship_score.view(-1, 2), next_sentence_label.view(-1))
             return masked_lm_loss + next_sentence_loss
+        prediction_scores = unpadding.per_token(self.cls.predictions, sequence_output,
+                                                real)                   # (B, S, V)
         return prediction_scores, seq_relationship_score
 
 
 class BertForMaskedLM(BertPreTrainedModel):
     """BERT + masked-LM head. With masked_lm_labels (B, S; -1 = ignored): the loss; otherwise
-    prediction_scores (B, S, V)."""
+    prediction_scores (B, S, V). ``unpad``: as in :class:`BertForPreTraining`."""
 
     def __init__(self, config: BertConfig):
         super().__init__(config)
@@ -475,12 +515,10 @@ class BertForMaskedLM(BertPreTrainedModel):
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, masked_lm_labels=None):
         sequence_output, _ = self.bert(input_ids, token_type_ids, attention_mask,
                                        output_all_encoded_layers=False)
-        prediction_scores = self.cls(sequence_output)                   # (B, S, V)
+        real = unpadding.real_tokens(self.unpad, attention_mask)  # (B, S) bool or None: all
         if masked_lm_labels is not None:
-            loss_fct = CrossEntropyLoss(ignore_index=-1)
-            return loss_fct(prediction_scores.view(-1, self.config.vocab_size),
-                            masked_lm_labels.view(-1))
-        return prediction_scores
+            return _masked_lm_loss(self.cls, sequence_output, masked_lm_labels, real)
+        return unpadding.per_token(self.cls, sequence_output, real)    # (B, S, V)
 
 
 class BertForNextSentencePrediction(BertPreTrainedModel):
@@ -562,7 +600,8 @@ class BertForMultipleChoice(BertPreTrainedModel):
 
 class BertForTokenClassification(BertPreTrainedModel):
     """BERT + a linear classifier on every token. With labels (B, S): the loss over tokens whose
-    attention_mask is 1; otherwise logits (B, S, num_labels)."""
+    attention_mask is 1; otherwise logits (B, S, num_labels) (with ``unpad``: computed on real
+    tokens only, zeros at padded positions)."""
 
     def __init__(self, config: BertConfig, num_labels: int = 2):
         super().__init__(config)
@@ -575,7 +614,9 @@ class BertForTokenClassification(BertPreTrainedModel):
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None):
         sequence_output, _ = self.bert(input_ids, token_type_ids, attention_mask,
                                        output_all_encoded_layers=False)
-        logits = self.classifier(self.dropout(sequence_output))         # (B, S, num_labels)
+        real = unpadding.real_tokens(self.unpad, attention_mask)  # (B, S) bool or None: all
+        logits = unpadding.per_token(self.classifier, self.dropout(sequence_output),
+                                     real)                              # (B, S, num_labels)
         if labels is None:
             return logits
         loss_fct = CrossEntropyLoss()
@@ -589,7 +630,8 @@ class BertForTokenClassification(BertPreTrainedModel):
 class BertForQuestionAnswering(BertPreTrainedModel):
     """BERT + span start/end logits. With start_positions and end_positions (B,): the mean of
     the two losses (positions outside the sequence are ignored); otherwise
-    (start_logits (B, S), end_logits (B, S))."""
+    (start_logits (B, S), end_logits (B, S)). With ``unpad``, logits at padded positions are
+    -10000 (``unpadding.MASKED_LOGIT``), so the softmax of the loss covers real tokens only."""
 
     def __init__(self, config: BertConfig):
         super().__init__(config)
@@ -601,7 +643,9 @@ class BertForQuestionAnswering(BertPreTrainedModel):
                 end_positions=None):
         sequence_output, _ = self.bert(input_ids, token_type_ids, attention_mask,
                                        output_all_encoded_layers=False)
-        logits = self.qa_outputs(sequence_output)                       # (B, S, 2)
+        real = unpadding.real_tokens(self.unpad, attention_mask)  # (B, S) bool or None: all
+        logits = unpadding.per_token(self.qa_outputs, sequence_output, real,
+                                     fill=unpadding.MASKED_LOGIT)       # (B, S, 2)
         start_logits, end_logits = (t.squeeze(-1) for t in logits.split(1, dim=-1))
         if start_positions is None or end_positions is None:
             return start_logits, end_logits
@@ -615,6 +659,18 @@ class BertForQuestionAnswering(BertPreTrainedModel):
         end_positions = end_positions.clamp(0, ignored_index)
         loss_fct = CrossEntropyLoss(ignore_index=ignored_index)
         return (loss_fct(start_logits, start_positions) + loss_fct(end_logits, end_positions)) / 2
+
+
+def _masked_lm_loss(predictions: nn.Module, sequence_output: torch.Tensor, labels: torch.Tensor,
+                    real: Optional[torch.Tensor]) -> torch.Tensor:
+    """Mean cross-entropy over labelled positions (label -1: ignored); with ``real`` (B, S) over
+    labelled real tokens, the vocabulary projection computed there only."""
+    loss_fct = CrossEntropyLoss(ignore_index=-1)
+    if real is None:
+        scores = predictions(sequence_output)                           # (B, S, V)
+        return loss_fct(scores.view(-1, scores.shape[-1]), labels.view(-1))
+    hidden, labels = unpadding.labelled_rows(sequence_output, labels, real, ignore_index=-1)
+    return loss_fct(predictions(hidden), labels)                        # (N, V), (N,)
 
 
 class _Module(types.ModuleType):

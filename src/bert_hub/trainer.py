@@ -183,9 +183,11 @@ class Trainer:
 
     def _eval_loader(self, data):
         per_device = self.args.eval_batch_size or self.args.batch_size
-        return eval_loader(data, self.strategy,
-                           batch_size=per_device * self.strategy.devices_per_process,
-                           collate_fn=self.collate_fn, num_workers=self.args.num_workers)
+        loader = eval_loader(data, self.strategy,
+                             batch_size=per_device * self.strategy.devices_per_process,
+                             collate_fn=self.collate_fn, num_workers=self.args.num_workers)
+        self._eval_sampler = loader.sampler  # length-sorted: gather_in_order restores dataset order
+        return loader
 
     # ------------------------------------------------------------------ training
     def train(self, resume: bool | str | os.PathLike = "auto") -> dict:
@@ -357,8 +359,9 @@ class Trainer:
         self.strategy.all_reduce_sum(weight_sum)
         result = {"eval_loss": float(loss_sum / weight_sum) if weight_sum > 0 else float("nan")}
         if self.compute_metrics is not None:
-            metrics = self.compute_metrics(to_numpy(gather_in_order(preds, self.strategy)),
-                                           to_numpy(gather_in_order(labels, self.strategy)))
+            sampler = self._eval_sampler
+            metrics = self.compute_metrics(to_numpy(gather_in_order(preds, self.strategy, sampler)),
+                                           to_numpy(gather_in_order(labels, self.strategy, sampler)))
             if not isinstance(metrics, Mapping):
                 raise TrainerError(f"compute_metrics returned {type(metrics).__name__}: it must "
                                    "return a dict of metric name -> number")
@@ -382,7 +385,7 @@ class Trainer:
             with self.precision.autocast():
                 outputs.append(detach(predictions_of(call(self.wrapped, batch))))
         self.wrapped.train(was_training)
-        return gather_in_order(outputs, self.strategy)
+        return gather_in_order(outputs, self.strategy, self._eval_sampler)
 
     # ------------------------------------------------------------------ logging
     def _log_training(self, elapsed: float) -> None:

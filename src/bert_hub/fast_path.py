@@ -57,6 +57,13 @@ def is_tracing() -> bool:
     return onnx is not None and onnx.is_in_onnx_export()
 
 
+_EXP_COMPILE_ONEDNN = False
+_EXP_QKV = "cat"
+def _exporting():
+    onnx = sys.modules.get("torch.onnx")
+    return torch.compiler.is_exporting() or torch.jit.is_tracing() or (onnx is not None and onnx.is_in_onnx_export())
+
+
 # -- oneDNN linear ------------------------------------------------------------------------------
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
            activation: Optional[Callable] = None, name: Optional[str] = None) -> torch.Tensor:
@@ -64,6 +71,12 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] =
 
     ``name``, the activation's key in ACT2FN, lets oneDNN fuse it into the matmul."""
     fused = _NO_ACTIVATION if activation is None else _POST_OPS.get(name)
+    if fused is not None and is_tracing():
+        if _EXP_COMPILE_ONEDNN and not _exporting() and not torch.is_grad_enabled() and x.dtype in (torch.float32, torch.bfloat16):
+            post_op, algorithm, _ = fused
+            out = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]), weight, bias, post_op, [], algorithm)
+            return out.view(*x.shape[:-1], weight.shape[0])
+        fused = None
     if fused is not None and _onednn_ok(x, weight, bias):
         post_op, algorithm, _ = fused
         key = (post_op, algorithm, x.dtype)
@@ -176,7 +189,10 @@ class PackedQKV(nn.Module):
         weights = tuple(m.weight for m in projections)
         biases = tuple(m.bias for m in projections)
         weight = bias = None
-        if not (torch.is_grad_enabled() and any(p.requires_grad for p in weights + biases)):
+        if is_tracing():
+            if _EXP_QKV == "three":
+                return tuple(m(x) for m in projections)
+        elif not (torch.is_grad_enabled() and any(p.requires_grad for p in weights + biases)):
             weight, bias = adjacent_rows(weights), adjacent_rows(biases)      # zero-copy views
         if weight is None or bias is None:
             weight, bias = torch.cat(weights), torch.cat(biases)   # autograd splits the grads

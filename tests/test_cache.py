@@ -205,7 +205,7 @@ def test_insufficient_space_before_extracting(tmp_path, monkeypatch):
     root = tmp_path / "cache"
     archive = make_zip(tmp_path / "m.zip", FILES)
     Usage = namedtuple("Usage", "total used free")
-    monkeypatch.setattr(cache.shutil, "disk_usage", lambda p: Usage(10 << 20, 10 << 20, 1 << 20))
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: Usage(10 << 20, 10 << 20, 1 << 20))
     with pytest.raises(InsufficientSpaceError, match="BERT_HUB_CACHE"):
         cache.ensure_local_archive_entry("m", archive, root=root)
     assert not (root / "models" / "m").exists()
@@ -376,7 +376,7 @@ def test_sparse_member_cannot_fill_the_disk(tmp_path, monkeypatch, free, realsiz
     archive = tmp_path / "sparse.tar.gz"
     archive.write_bytes(_sparse_tgz(realsize))
     assert archive.stat().st_size < 100_000
-    monkeypatch.setattr(cache.shutil, "disk_usage", lambda p: Usage(free, 0, free))
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: Usage(free, 0, free))
     root = tmp_path / "cache"
     with pytest.raises(UnsafeArchiveError, match="archive bomb"):
         cache.ensure_local_archive_entry("m", archive, root=root)
@@ -511,7 +511,7 @@ def test_small_disk_takes_a_tiny_model(tmp_path, monkeypatch):
     """3 MB free is plenty for a 100 KB model (a fixed 64 MB margin refused it)."""
     archive = tmp_path / "m.zip"
     archive.write_bytes(zip_of(google_files()))
-    monkeypatch.setattr(cache.shutil, "disk_usage", lambda p: Usage(8 << 20, 5 << 20, 3 << 20))
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: Usage(8 << 20, 5 << 20, 3 << 20))
     folder = cache.ensure_local_archive_entry("m", archive, root=tmp_path / "cache")
     assert (folder / "vocab.txt").exists()
 
@@ -526,7 +526,7 @@ def test_free_space_is_watched_while_writing(tmp_path, monkeypatch):
     def disk_usage(path):   # room for everything until 1 MB is written, then 100 KB left
         written = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
         return Usage(1 << 40, written, 1 << 40 if written < 1 << 20 else 100_000)
-    monkeypatch.setattr(cache.shutil, "disk_usage", disk_usage)
+    monkeypatch.setattr(shutil, "disk_usage", disk_usage)
     with pytest.raises(InsufficientSpaceError, match="reserve"):
         cache.ensure_local_archive_entry("m", archive, root=root)
     _assert_nothing_published(root)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bert_hub import download
+from bert_hub import env, http_fetcher
 from bert_hub.download import CHUNK_SIZE, fetch, head
 from bert_hub.errors import (
     DownloadError,
@@ -104,10 +104,10 @@ def test_429_waits_for_retry_after(server, dest):
 
 
 def test_retry_after_is_capped_and_read_as_date():
-    assert download._retry_after("5") == 5.0
-    assert download._retry_after("100000") == download._RETRY_AFTER_CAP
-    assert download._retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
-    assert download._retry_after("soon") is None
+    assert http_fetcher.retry_after("5") == 5.0
+    assert http_fetcher.retry_after("100000") == http_fetcher.RETRY_AFTER_CAP
+    assert http_fetcher.retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
+    assert http_fetcher.retry_after("soon") is None
 
 
 def test_retries_are_bounded(server, dest):
@@ -335,14 +335,14 @@ def test_unsupported_urls_are_named(url, words, dest):
 
 def test_progress_follows_the_environment_and_the_terminal(monkeypatch, server, dest, capsys):
     monkeypatch.delenv("BERT_HUB_DISABLE_PROGRESS")
-    monkeypatch.setattr(download, "_stderr_is_tty", lambda: True)
-    assert download._progress_enabled(None)
+    monkeypatch.setattr(env, "_stderr_is_tty", lambda: True)
+    assert env.progress_enabled(None)
     monkeypatch.setenv("BERT_HUB_DISABLE_PROGRESS", "1")
-    assert not download._progress_enabled(None)
-    assert download._progress_enabled(True)
+    assert not env.progress_enabled(None)
+    assert env.progress_enabled(True)
     monkeypatch.delenv("BERT_HUB_DISABLE_PROGRESS")
-    monkeypatch.setattr(download, "_stderr_is_tty", lambda: False)
-    assert not download._progress_enabled(None)  # a script writing to a file or a pipe
+    monkeypatch.setattr(env, "_stderr_is_tty", lambda: False)
+    assert not env.progress_enabled(None)  # a script writing to a file or a pipe
     fetch(server.url(PATH), dest, progress=True, desc="bert-demo", **FAST)
     assert "bert-demo" in capsys.readouterr().err
 
@@ -352,10 +352,10 @@ def test_progress_follows_the_environment_and_the_terminal(monkeypatch, server, 
 def test_yes_no_variables_read_one_way(monkeypatch, value, shown):
     """BERT_HUB_DISABLE_PROGRESS and BERT_HUB_OFFLINE share one reading of yes/no."""
     from bert_hub import cache
-    monkeypatch.setattr(download, "_stderr_is_tty", lambda: True)
+    monkeypatch.setattr(env, "_stderr_is_tty", lambda: True)
     monkeypatch.setenv("BERT_HUB_DISABLE_PROGRESS", value)
     monkeypatch.setenv("BERT_HUB_OFFLINE", value)
-    assert download._progress_enabled(None) is shown
+    assert env.progress_enabled(None) is shown
     assert cache.is_offline() is not shown
 
 
@@ -364,7 +364,7 @@ def test_yes_no_variable_with_another_value_is_a_clear_error(monkeypatch):
     from bert_hub.errors import InvalidInputError
     monkeypatch.setenv("BERT_HUB_DISABLE_PROGRESS", "maybe")
     with pytest.raises(InvalidInputError, match="BERT_HUB_DISABLE_PROGRESS='maybe' is not a yes/no"):
-        download._progress_enabled(None)
+        env.progress_enabled(None)
     monkeypatch.setenv("BERT_HUB_OFFLINE", "sometimes")
     with pytest.raises(InvalidInputError, match="BERT_HUB_OFFLINE='sometimes'"):
         cache.is_offline()

@@ -275,10 +275,9 @@ def test_faulty_mirror_never_leaves_a_corrupt_entry(mirror):
 def test_no_space_for_the_download_fails_before_any_get(mirror, monkeypatch):
     from collections import namedtuple
 
-    from bert_hub import cache
     from bert_hub.errors import InsufficientSpaceError
     Usage = namedtuple("Usage", "total used free")
-    monkeypatch.setattr(cache.shutil, "disk_usage", lambda p: Usage(1 << 30, 1 << 30, 1 << 20))
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: Usage(1 << 30, 1 << 30, 1 << 20))
     with pytest.raises(InsufficientSpaceError, match="download"):
         BertModel.from_pretrained("tiny-bert")
     assert mirror.count(GOOGLE_PATH) == 0

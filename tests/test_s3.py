@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from bert_hub import download
+from bert_hub import download, fetcher
+from bert_hub.s3_fetcher import S3Fetcher
 from bert_hub.download import fetch, head
 from bert_hub.errors import DownloadError, IntegrityError
 
@@ -78,7 +79,7 @@ def test_fetch_with_credentials_verifies_etag_md5(with_credentials, tmp_path):
 
 def test_anonymous_access_when_no_credentials(aws_env, tmp_path):
     # Signing without credentials raises NoCredentialsError in botocore: success means unsigned.
-    fetcher = download._S3Fetcher((2, 5))
+    fetcher = S3Fetcher((2, 5))
     assert fetcher.anonymous
     fetcher.close()
     result = fetch(f"s3://{BUCKET}/{KEY}", tmp_path / "x.part", **FAST)
@@ -103,17 +104,17 @@ def test_partial_file_is_resumed_with_a_ranged_get(with_credentials, tmp_path):
     etag = f'"{hashlib.md5(DATA).hexdigest()}"'
     dest.write_bytes(DATA[:250_000])  # what an interrupted fetch leaves: a prefix and its sidecar
     download._write_meta(dest, {"url": f"s3://{BUCKET}/{KEY}", "etag": etag, "last_modified": None,
-                                "total": len(DATA), "checksums": download._s3_checksums(etag),
+                                "total": len(DATA), "checksums": fetcher.etag_md5(etag),
                                 "resumable": True})
     opened = []
-    real_open = download._S3Fetcher.open
+    real_open = S3Fetcher.open
 
     def spy(self, url, offset, validator):
         opened.append((offset, validator))
         return real_open(self, url, offset, validator)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(download._S3Fetcher, "open", spy)
+        mp.setattr(S3Fetcher, "open", spy)
         result = fetch(f"s3://{BUCKET}/{KEY}", dest, expected_sha256=sha(DATA), **FAST)
     assert result.sha256 == sha(DATA) and dest.read_bytes() == DATA
     assert opened == [(250_000, etag)]

@@ -397,14 +397,14 @@ def test_script_plumbing_lives_in_its_module_and_the_package_only_reexports():
     and the package re-exports it for code written against ``bert_hub.tasks``."""
     import ast
 
-    from bert_hub import inputs, tasks
+    from bert_hub import sequence_pairs, tasks
     from bert_hub.tasks import script_support
 
     with open(tasks.__file__, encoding="utf-8") as f:
         body = ast.parse(f.read()).body
     assert all(isinstance(node, (ast.Expr, ast.Import, ast.ImportFrom, ast.Assign)) for node in body)
     for name in tasks.__all__:
-        home = inputs if name == "input_tensors" else script_support
+        home = sequence_pairs if name == "input_tensors" else script_support
         assert getattr(tasks, name) is getattr(home, name), name
     for script in ("run_classifier.py", "run_squad.py", "run_lm_finetuning.py", "extract_features.py"):
         with open(os.path.join(SCRIPTS, script), encoding="utf-8") as f:

@@ -25,7 +25,6 @@ import os
 import stat
 import tarfile
 import zipfile
-import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from .errors import (
     IntegrityError,
     UnsafeArchiveError,
 )
+from .gzip_reader import GzipReader
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ MAX_ZIP_DIRECTORY = 4 << 20     # zipfile reads the central directory into memor
 _CHUNK = 1 << 20
 _STREAM_SLACK = 16 << 20        # tar headers and padding on top of the declared sizes
 
-_COMPRESSED_TARS = ((b"\x1f\x8b", "tar.gz", lambda path, mode: _Gunzip(path)),
+_COMPRESSED_TARS = ((b"\x1f\x8b", "tar.gz", lambda path, mode: GzipReader(path)),
                     (b"BZh", "tar.bz2", bz2.open), (b"\xfd7zXZ\x00", "tar.xz", lzma.open))
 _ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 _HEADER_TYPES = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE,
@@ -345,69 +345,6 @@ class _Capped:
         if self.total > self.cap:
             _refuse_bomb(self.archive, self.cap - _STREAM_SLACK)
         return data
-
-
-_GZIP_ERRORS = {   # zlib's words -> ours
-    "incorrect data check": "its gzip CRC-32 does not match its data",
-    "incorrect length check": "its gzip length field does not match its data",
-    "incorrect header check": "what follows its gzip stream is not gzip",
-}
-
-
-class _Gunzip:
-    """A gzip file's members, decompressed by zlib 1 MB at a time; zlib checks each member's
-    CRC-32 and length. Members may follow each other, and zeros may pad the end, as gzip allows.
-    (Python's gzip module feeds zlib 8 KB at a time and checks the trailer only if read to it.)"""
-
-    def __init__(self, path: Path):
-        self.path, self.f = path, open(path, "rb")
-        self.inflate, self.tail, self.done = zlib.decompressobj(31), b"", False
-        self.out, self.pos = b"", 0
-
-    def read(self, n: int) -> bytes:
-        parts = []
-        while n > 0:
-            if self.pos == len(self.out):
-                self.out, self.pos = self._inflate(), 0
-                if not self.out:
-                    break
-            piece = self.out[self.pos:self.pos + n]
-            self.pos += len(piece)
-            n -= len(piece)
-            parts.append(piece)
-        return b"".join(parts)
-
-    def _inflate(self) -> bytes:
-        """The next (at most 1 MB of) decompressed bytes; b"" at the end of the file."""
-        while not self.done:
-            if not self.tail:
-                self.tail = self.f.read(_CHUNK)
-                if not self.tail:
-                    if self.inflate is not None:
-                        raise IntegrityError(f"{self.path} is truncated: its gzip stream ended "
-                                             f"before its end-of-stream marker. Download it again.")
-                    self.done = True
-                    break
-            if self.inflate is None:   # between members: zeros, or the next member
-                self.tail = self.tail.lstrip(b"\0")
-                if self.tail:
-                    self.inflate = zlib.decompressobj(31)
-                continue
-            try:
-                data = self.inflate.decompress(self.tail, _CHUNK)
-            except zlib.error as exc:
-                reason = str(exc).rsplit(": ", 1)[-1]
-                raise IntegrityError(f"{self.path} is corrupt: {_GZIP_ERRORS.get(reason, reason)}. "
-                                     f"Download it again (or re-create it).") from None
-            self.tail = self.inflate.unconsumed_tail
-            if self.inflate.eof:
-                self.tail, self.inflate = self.inflate.unused_data + self.tail, None
-            if data:
-                return data
-        return b""
-
-    def close(self) -> None:
-        self.f.close()
 
 
 class _CheckedTarInfo(tarfile.TarInfo):

@@ -1,14 +1,6 @@
-"""The on-disk cache: where entries live, how they become visible, who may write them.
+"""The on-disk cache's entries: how they are filled, found, listed, verified and removed.
 
-Layout under the cache root (``BERT_HUB_CACHE``, else ``$XDG_CACHE_HOME/bert_hub``, else
-``~/.cache/bert_hub``)::
-
-    models/<entry>/          a complete, verified model folder (its manifest is MANIFEST_NAME)
-    files/<entry>            a single cached file (``cached_path``), manifest beside it
-    .locks/<entry>.lock      one lock per entry
-    .tmp/                    resumable ``<entry>.part`` downloads, extraction folders, verified
-                             downloads kept after a full disk (``<entry>.<sha256>.verified``)
-
+Where things live and the per-entry lock are ``cache_layout`` (its names are re-exported here).
 Nothing partial is ever visible: a download grows in ``.tmp``, is verified, extracted into a
 unique folder in ``.tmp``, checked, given its manifest and only then renamed into ``models/``.
 The per-entry lock avoids duplicate work; correctness never depends on it (on NFS it may not
@@ -23,20 +15,24 @@ import json
 import logging
 import os
 import re
-import shutil
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
-import filelock
-
 from . import archive as archives
-from . import disk, download, env
+from . import cache_layout as layout
+from . import disk, download
 from .archive import is_archive, safe_extract  # noqa: F401  (re-exported: the cache's extractor)
+from .cache_layout import (  # noqa: F401  (re-exported: where entries live, their locks)
+    cache_root,
+    entry_lock,
+    entry_path,
+    is_offline,
+    models_dir,
+)
 from .disk import check_free_space  # noqa: F401  (re-exported)
 from .errors import (
     ArchiveLayoutError,
@@ -67,77 +63,6 @@ from .manifest import (  # noqa: F401  (re-exported: what an entry records about
 
 logger = logging.getLogger(__name__)
 
-_TMP = ".tmp"
-_LOCKS = ".locks"
-_DEFAULT_LOCK_TIMEOUT = 1800.0
-
-
-def cache_root(cache_dir: Optional[os.PathLike] = None) -> Path:
-    """The cache root: the argument, else BERT_HUB_CACHE, else the XDG cache, else ~/.cache."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    if os.environ.get("BERT_HUB_CACHE"):
-        return Path(os.environ["BERT_HUB_CACHE"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "bert_hub"
-
-
-def is_offline(local_files_only: bool = False) -> bool:
-    """True when no network may be used: the argument, or BERT_HUB_OFFLINE set to a true value."""
-    return bool(local_files_only) or env.flag("BERT_HUB_OFFLINE")
-
-
-def models_dir(root: Path) -> Path:
-    return root / "models"
-
-
-def _tmp_dir(root: Path) -> Path:
-    path = root / _TMP
-    _make_dir(path, root)
-    return path
-
-
-def _make_dir(path: Path, root: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CacheNotWritableError(
-            f"cannot create {path} in the cache at {root} ({exc.strerror or exc}); point "
-            "BERT_HUB_CACHE (or cache_dir=) at a folder you can write") from None
-
-
-# ----------------------------------------------------------------------------------------------
-# Locks
-
-
-@contextmanager
-def entry_lock(root: Path, name: str, timeout: Optional[float] = None) -> Iterator[None]:
-    """Hold the lock of one entry; log once while waiting for another process to finish."""
-    if timeout is None:
-        timeout = env.seconds("BERT_HUB_LOCK_TIMEOUT", _DEFAULT_LOCK_TIMEOUT)
-    lock_dir = root / _LOCKS
-    _make_dir(lock_dir, root)
-    lock_path = lock_dir / f"{name}.lock"
-    lock = filelock.FileLock(str(lock_path))
-    try:
-        lock.acquire(timeout=0)
-    except filelock.Timeout:
-        logger.warning("Waiting for another process to finish with %r (lock %s)", name, lock_path)
-        try:
-            lock.acquire(timeout=timeout)
-        except filelock.Timeout:
-            raise LockTimeoutError(
-                f"Timed out after {timeout:.0f} s waiting for the lock on cache entry {name!r} "
-                f"({lock_path}). Another process is still working on it; wait for it, or raise "
-                f"BERT_HUB_LOCK_TIMEOUT (seconds)."
-            ) from None
-    try:
-        yield
-    finally:
-        lock.release()
-
-
 # ----------------------------------------------------------------------------------------------
 # Extracted folders
 
@@ -156,35 +81,6 @@ def model_folder_of(extracted: Path) -> Path:
 
 # ----------------------------------------------------------------------------------------------
 # Entries
-
-
-def _remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def _remove_any(path: Path) -> None:
-    _remove_tree(path) if path.is_dir() else path.unlink(missing_ok=True)
-
-
-def _replace_dir(src: Path, dst: Path, root: Path) -> None:
-    """Publish folder `src` as `dst`; an older `dst` is moved aside first and then deleted."""
-    with disk.writing(dst, "publishing a cache entry"):
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if dst.exists():
-            _bury(dst, root)
-        os.replace(src, dst)
-
-
-def _bury(folder: Path, root: Path) -> None:
-    """Move an entry folder out of sight in one rename, then delete it (a reader that already
-    opened its files keeps reading them; the next lookup misses and fetches again)."""
-    graveyard = _tmp_dir(root) / f"{folder.name}.{uuid.uuid4().hex}.old"
-    os.replace(folder, graveyard)
-    _remove_tree(graveyard)
-
-
-def entry_path(root: Path, name: str) -> Path:
-    return models_dir(root) / name
 
 
 def cached_entry(root: Path, name: str, *, warn: bool = True) -> Optional[Path]:
@@ -306,7 +202,7 @@ def _publish(folder: Path, root: Path, name: str, **about) -> Path:
     """Complete the manifest of an extracted, verified folder and rename it into models/."""
     write_manifest(folder, {**read_manifest(folder), "name": name, "created": time.time(), **about})
     final = entry_path(root, name)
-    _replace_dir(folder, final, root)
+    layout.replace_dir(folder, final, root)
     return final
 
 
@@ -321,7 +217,7 @@ def _extract_verified(
     (with a provisional manifest of its files). Nothing is published here. Members named like
     the cache's own files (the manifest, temp files) are left out: they would make the entry
     look damaged on every load."""
-    work = _tmp_dir(root) / f"{name}.{uuid.uuid4().hex}.extract"
+    work = layout.tmp_dir(root) / f"{name}.{uuid.uuid4().hex}.extract"
     try:
         hashes = safe_extract(archive, work, skip=is_reserved_name)
         folder = model_folder_of(work)
@@ -349,19 +245,20 @@ def _extract_verified(
         write_manifest(folder, {"files": files, "archive_checked": True})
         if folder != work:
             # Lift the top folder out so that the published entry is the model folder itself.
-            lifted = _tmp_dir(root) / f"{name}.{uuid.uuid4().hex}.model"
+            lifted = layout.tmp_dir(root) / f"{name}.{uuid.uuid4().hex}.model"
             with disk.writing(lifted, f"extracting {archive.name}"):
                 os.replace(folder, lifted)
-            _remove_tree(work)
+            layout.remove_tree(work)
             return lifted
         return work
     except BaseException:
-        _remove_tree(work)
+        layout.remove_tree(work)
         raise
 
 
 def _download(root: Path, name: str, url: str) -> Tuple[Path, download.FetchResult]:
-    part = _tmp_dir(root) / f"{name}.part"
+    """Fetch `url` into .tmp/<name>.part (resuming a prefix there) after a free-space check."""
+    part = layout.tmp_dir(root) / f"{name}.part"
     _check_download_space(url, part, root)
     return part, download.fetch(url, part, desc=name)
 
@@ -369,7 +266,7 @@ def _download(root: Path, name: str, url: str) -> Tuple[Path, download.FetchResu
 def _keep_download(archive: Path, root: Path, name: str, sha256: str) -> Path:
     """Rename a verified download so that it survives until the next attempt: its SHA-256 is in
     its name (a rename needs no free space, and no record has to be written on a full disk)."""
-    kept = root / _TMP / f"{name}.{sha256}.verified"
+    kept = root / layout.TMP / f"{name}.{sha256}.verified"
     try:
         os.replace(archive, kept)
     except OSError:
@@ -381,7 +278,7 @@ def _kept_download(root: Path, name: str, url: str, *,
                    discard: bool) -> Optional[Tuple[Path, download.FetchResult]]:
     """A download of `name` kept by an attempt that ran out of disk space, if it still hashes to
     the SHA-256 in its name (else, or with `discard`, it is deleted)."""
-    for kept in sorted((root / _TMP).glob(f"{name}.*.verified")):
+    for kept in sorted((root / layout.TMP).glob(f"{name}.*.verified")):
         sha256 = kept.name[len(name) + 1: -len(".verified")]
         if not re.fullmatch(r"[0-9a-f]{64}", sha256):
             continue   # another entry's, whose name starts with ours
@@ -407,12 +304,12 @@ def _check_download_space(url: str, part: Path, root: Path) -> None:
 
 def _sweep_orphans(root: Path, name: str) -> None:
     """Remove extraction folders of `name` left by dead processes (we hold its lock)."""
-    tmp = root / _TMP
+    tmp = root / layout.TMP
     if not tmp.is_dir():
         return
     for leftover in tmp.glob(f"{name}.*"):
         if leftover.suffix in (".extract", ".model", ".old"):
-            _remove_tree(leftover)
+            layout.remove_tree(leftover)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -433,9 +330,7 @@ def ensure_file(url: str, *, root: Path, force_download: bool = False, local_fil
     with entry_lock(root, name):
         if not force_download and final.exists() and meta.exists():
             return final
-        part = _tmp_dir(root) / f"{name}.part"
-        _check_download_space(url, part, root)
-        result = download.fetch(url, part, desc=name)
+        part, result = _download(root, name, url)
         tmp_meta = meta.with_name(meta.name + f".{uuid.uuid4().hex}.tmp")
         try:
             with disk.writing(final, f"caching {url}"):
@@ -588,9 +483,9 @@ def remove_entry(root: Path, name: str) -> CacheEntry:
     with entry_lock(root, name), disk.writing(entry.path, f"removing {name!r}"):
         try:
             if entry.path.is_dir():
-                _bury(entry.path, root)
+                layout.bury(entry.path, root)
             else:
-                _remove_any(entry.path.with_name(entry.path.name + ".json"))
+                layout.remove_any(entry.path.with_name(entry.path.name + ".json"))
                 entry.path.unlink()
         except FileNotFoundError:
             raise EntryNotFoundError(f"Cache entry {name!r} was removed by another process "
@@ -607,18 +502,18 @@ def prune(root: Path) -> List[Path]:
     single files), incomplete or damaged entries, and the lock files of entries that no longer
     exist. Each item goes only when its entry's lock can be taken at once."""
     removed: List[Path] = []
-    locks_before = set(_children(root / _LOCKS))   # the ones prune creates go without a word
+    locks_before = set(_children(root / layout.LOCKS))   # the ones prune creates go without a word
 
     def remove(name: str, item: Path) -> None:
         try:
             with entry_lock(root, name, timeout=0):
-                _remove_any(item)
-                if item.parent.name != _LOCKS or item in locks_before:
+                layout.remove_any(item)
+                if item.parent.name != layout.LOCKS or item in locks_before:
                     removed.append(item)
         except LockTimeoutError:
             logger.info("Skipping %s: another process is using it", item)
 
-    for item in _children(root / _TMP):
+    for item in _children(root / layout.TMP):
         match = _TMP_ITEM.match(item.name)
         remove(match.group(1) if match else item.name, item)
     for folder in _children(models_dir(root)):
@@ -631,7 +526,7 @@ def prune(root: Path) -> List[Path]:
     for item in _children(root / "files"):
         if TEMP_SUFFIX.search(item.name):
             remove(item.name.split(".", 1)[0], item)
-    for lock in _children(root / _LOCKS):
+    for lock in _children(root / layout.LOCKS):
         name = lock.name[: -len(".lock")]
         if lock.suffix == ".lock" and not (entry_path(root, name).exists()
                                            or (root / "files" / name).exists()):

@@ -32,7 +32,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
-from . import inputs
+from . import sequence_pairs
 from .errors import EntryNotFoundError, InvalidInputError, MissingDependencyError, UnknownTokenError
 from .filenames import TOKENIZER_CONFIG_NAME, VOCAB_NAME
 from .wordpiece import (  # noqa: F401  (Google's and 0.6.2's module names, re-exported)
@@ -351,7 +351,7 @@ class BertTokenizer:
             raise InvalidInputError(
                 f"the encoded sequence has {length} tokens, more than max_length={limit}; "
                 "pass truncation=True or a larger max_length")
-        input_ids, token_type_ids = inputs.truncate_and_assemble(
+        input_ids, token_type_ids = sequence_pairs.truncate_and_assemble(
             a, b, limit, self._special_id("[CLS]"), self._special_id("[SEP]"))
         return {"input_ids": input_ids, "token_type_ids": token_type_ids,
                 "attention_mask": [1] * len(input_ids)}

@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from ..download import _progress_enabled
+from .. import env
 from ..errors import InvalidInputError
 from ..tokenization import SPECIAL_TOKENS, BertTokenizer
 
@@ -137,7 +137,7 @@ class Pipeline:
         # unset), for long lists only.
         show = self.progress
         if show is None:
-            show = count >= PROGRESS_MIN_INPUTS and _progress_enabled(None)
+            show = count >= PROGRESS_MIN_INPUTS and env.progress_enabled()
         if not show:
             return None
         from tqdm.auto import tqdm

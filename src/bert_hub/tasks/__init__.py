@@ -7,7 +7,7 @@
 
 The names below are re-exported from where they live, for code written against this package.
 """
-from bert_hub.inputs import input_tensors
+from bert_hub.sequence_pairs import input_tensors
 from bert_hub.tasks.script_support import (
     add_common_args,
     check_common_args,

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import StackDataset
 
 from bert_hub.errors import DataFormatError, EntryNotFoundError, UnknownTaskError
-from bert_hub.inputs import (  # noqa: F401  (truncate_seq_pair: this module's name since 2018)
+from bert_hub.sequence_pairs import (  # noqa: F401  (truncate_seq_pair: this module's name since 2018)
     input_tensors,
     truncate_and_assemble,
     truncate_seq_pair,

@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import StackDataset
 
 from bert_hub.errors import DataFormatError, EntryNotFoundError
-from bert_hub.inputs import assemble, truncate_seq_pair  # noqa: F401  (this module's name too)
+from bert_hub.sequence_pairs import assemble, truncate_seq_pair  # noqa: F401  (this module's name too)
 
 IGNORE_INDEX = -1  # masked_lm_labels at positions that are not predicted (0.6.2's convention)
 

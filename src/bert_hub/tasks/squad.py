@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import StackDataset
 
 from bert_hub.errors import DataFormatError, EntryNotFoundError
-from bert_hub.inputs import assemble, input_tensors
+from bert_hub.sequence_pairs import assemble, input_tensors
 
 logger = logging.getLogger(__name__)
 

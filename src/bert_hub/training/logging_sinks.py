@@ -122,7 +122,7 @@ class MetricsLog:
 def progress_bar(enabled: bool, total: int, initial: int):
     """A tqdm bar over optimizer steps, or None when disabled (``progress=False``, not the main
     rank, or ``BERT_HUB_DISABLE_PROGRESS=1``)."""
-    if not enabled or env.flag("BERT_HUB_DISABLE_PROGRESS"):
+    if not enabled or env.progress_disabled():
         return None
     from tqdm.auto import tqdm
     return tqdm(total=total, initial=initial, desc="train", unit="step")

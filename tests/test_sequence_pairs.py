@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from bert_hub import inputs
+from bert_hub import sequence_pairs
 from bert_hub.errors import InvalidInputError
 from bert_hub.tasks import glue, pretraining
 from bert_hub.tokenization import BertTokenizer
@@ -41,7 +41,7 @@ def test_truncation_without_rng_is_the_classifiers():
         a, b, limit = random_pair(rng)
         want_a, want_b = list(a), list(b)
         classifier_truncate(want_a, want_b, limit)
-        inputs.truncate_seq_pair(a, b, limit)
+        sequence_pairs.truncate_seq_pair(a, b, limit)
         assert (a, b) == (want_a, want_b), limit
 
 
@@ -52,23 +52,23 @@ def test_truncation_with_rng_is_the_pretraining_generators():
         want_a, want_b = list(a), list(b)
         ours, reference = random.Random(seed), random.Random(seed)
         pretraining_truncate(want_a, want_b, limit, reference)
-        inputs.truncate_seq_pair(a, b, limit, ours)
+        sequence_pairs.truncate_seq_pair(a, b, limit, ours)
         assert (a, b) == (want_a, want_b), (seed, limit)
         assert ours.random() == reference.random()  # the same number of draws
 
 
 def test_every_task_uses_the_one_function():
-    assert glue.truncate_seq_pair is pretraining.truncate_seq_pair is inputs.truncate_seq_pair
+    assert glue.truncate_seq_pair is pretraining.truncate_seq_pair is sequence_pairs.truncate_seq_pair
 
 
 def test_assemble_layout_and_segments():
     rng = random.Random(2)
     for _ in range(500):
         a, b, _ = random_pair(rng)
-        items, segments = inputs.assemble(a, b, "[CLS]", "[SEP]")
+        items, segments = sequence_pairs.assemble(a, b, "[CLS]", "[SEP]")
         assert items == ["[CLS]", *a, "[SEP]", *b, "[SEP]"]
         assert segments == [0] * (len(a) + 2) + [1] * (len(b) + 1)
-        items, segments = inputs.assemble(a, None, 101, 102)
+        items, segments = sequence_pairs.assemble(a, None, 101, 102)
         assert items == [101, *a, 102] and segments == [0] * len(items)
 
 
@@ -78,24 +78,24 @@ def test_truncate_and_assemble_fits_and_leaves_its_inputs_alone():
         a, b, limit = random_pair(rng)
         limit = max(limit, 3)
         copies = (list(a), list(b))
-        items, segments = inputs.truncate_and_assemble(a, b, limit, "[CLS]", "[SEP]")
+        items, segments = sequence_pairs.truncate_and_assemble(a, b, limit, "[CLS]", "[SEP]")
         assert (a, b) == copies
         classifier_truncate(copies[0], copies[1], limit - 3)
         assert items == ["[CLS]", *copies[0], "[SEP]", *copies[1], "[SEP]"]
         assert len(items) == len(segments) <= limit
-        single, _ = inputs.truncate_and_assemble(a, None, limit, "[CLS]", "[SEP]")
+        single, _ = sequence_pairs.truncate_and_assemble(a, None, limit, "[CLS]", "[SEP]")
         assert single == ["[CLS]", *a[:limit - 2], "[SEP]"]
-    unlimited, _ = inputs.truncate_and_assemble(["x"] * 600, ["y"], None, 1, 2)
+    unlimited, _ = sequence_pairs.truncate_and_assemble(["x"] * 600, ["y"], None, 1, 2)
     assert len(unlimited) == 604
 
 
 def test_too_small_limits_are_clear_errors():
     with pytest.raises(InvalidInputError, match=r"max_length \(2\) leaves no room for \[CLS\] and two"):
-        inputs.truncate_and_assemble(["a"], ["b"], 2, "[CLS]", "[SEP]")
+        sequence_pairs.truncate_and_assemble(["a"], ["b"], 2, "[CLS]", "[SEP]")
     with pytest.raises(InvalidInputError, match=r"max_length \(1\) .* at least 2"):
-        inputs.truncate_and_assemble(["a"], None, 1, "[CLS]", "[SEP]")
+        sequence_pairs.truncate_and_assemble(["a"], None, 1, "[CLS]", "[SEP]")
     with pytest.raises(InvalidInputError, match="max_length must be >= 0"):
-        inputs.truncate_seq_pair([], [], -1)
+        sequence_pairs.truncate_seq_pair([], [], -1)
 
 
 @pytest.fixture

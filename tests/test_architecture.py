@@ -23,11 +23,12 @@ DOC = ROOT / "docs" / "architecture.md"
 # Layer -> modules (names below bert_hub; "bert_hub" is the package root, a package name is its
 # __init__). A module imports only modules of lower layers. docs/architecture.md has the same.
 LAYERS: Dict[int, List[str]] = {
-    0: ["bert_hub", "errors", "filenames", "fast_path", "training", "training.precision"],
+    0: ["bert_hub", "errors", "filenames", "fast_path", "training", "training.precision",
+        "tasks.squad_metrics"],
     1: ["env", "config", "registry", "disk", "fetcher", "gzip_reader", "leveldb_table", "weights",
         "distributed", "optimization", "wordpiece", "sequence_pairs", "training.batches"],
     2: ["manifest", "archive", "cache_layout", "transfer", "http_fetcher", "s3_fetcher",
-        "tf_checkpoint", "input_checks", "hf_hub", "training.data", "training.checkpointing",
+        "tf_checkpoint", "input_checks", "hf_hub", "token_offsets", "training.data", "training.checkpointing",
         "training.logging_sinks", "training.optimizer_step", "tasks.glue", "tasks.pretraining"],
     3: ["download", "convert", "training.arguments"],
     4: ["cache", "trainer"],

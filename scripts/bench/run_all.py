@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["forward", "load", "tokenizer_speed", "convert", "download", "first_load", "trainer"]
+ORDER = ["forward", "load", "tokenizer_speed", "convert", "download", "first_load", "trainer", "deploy"]
 
 
 def main(argv) -> int:

@@ -57,13 +57,6 @@ def is_tracing() -> bool:
     return onnx is not None and onnx.is_in_onnx_export()
 
 
-_EXP_COMPILE_ONEDNN = False
-_EXP_QKV = "cat"
-def _exporting():
-    onnx = sys.modules.get("torch.onnx")
-    return torch.compiler.is_exporting() or torch.jit.is_tracing() or (onnx is not None and onnx.is_in_onnx_export())
-
-
 # -- oneDNN linear ------------------------------------------------------------------------------
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
            activation: Optional[Callable] = None, name: Optional[str] = None) -> torch.Tensor:
@@ -71,13 +64,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] =
 
     ``name``, the activation's key in ACT2FN, lets oneDNN fuse it into the matmul."""
     fused = _NO_ACTIVATION if activation is None else _POST_OPS.get(name)
-    if fused is not None and is_tracing():
-        if _EXP_COMPILE_ONEDNN and not _exporting() and not torch.is_grad_enabled() and x.dtype in (torch.float32, torch.bfloat16):
-            post_op, algorithm, _ = fused
-            out = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]), weight, bias, post_op, [], algorithm)
-            return out.view(*x.shape[:-1], weight.shape[0])
-        fused = None
-    if fused is not None and _onednn_ok(x, weight, bias):
+    if fused is not None and not is_tracing() and _onednn_ok(x, weight, bias):
         post_op, algorithm, _ = fused
         key = (post_op, algorithm, x.dtype)
         op = _onednn_ops[key] if key in _onednn_ops else _verified_op(fused, x.dtype)
@@ -166,7 +153,9 @@ class PackedQKV(nn.Module):
     @torch.no_grad()
     def pack_qkv(self) -> None:
         for attr in ("weight", "bias"):
-            params = [getattr(m, attr) for m in self._projections()]
+            params = [getattr(m, attr, None) for m in self._projections()]
+            if not all(isinstance(p, torch.Tensor) for p in params):    # e.g. int8 layers
+                continue
             if adjacent_rows(tuple(params)) is not None or params[0].is_meta:
                 continue
             if len({(p.dtype, p.device, p.shape) for p in params}) != 1:
@@ -184,15 +173,15 @@ class PackedQKV(nn.Module):
     def project_qkv(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(query, key, value), each (B, S, H), from x (B, S, H)."""
         projections = self._projections()
-        if not ENABLED or any(m._forward_hooks or m._forward_pre_hooks for m in projections):
+        # Traced: three public matmuls (no storage checks, no per-call copy of the weights).
+        if not ENABLED or is_tracing() or any(m._forward_hooks or m._forward_pre_hooks
+                                              or not isinstance(m, nn.Linear)
+                                              for m in projections):
             return tuple(m(x) for m in projections)
         weights = tuple(m.weight for m in projections)
         biases = tuple(m.bias for m in projections)
         weight = bias = None
-        if is_tracing():
-            if _EXP_QKV == "three":
-                return tuple(m(x) for m in projections)
-        elif not (torch.is_grad_enabled() and any(p.requires_grad for p in weights + biases)):
+        if not (torch.is_grad_enabled() and any(p.requires_grad for p in weights + biases)):
             weight, bias = adjacent_rows(weights), adjacent_rows(biases)      # zero-copy views
         if weight is None or bias is None:
             weight, bias = torch.cat(weights), torch.cat(biases)   # autograd splits the grads

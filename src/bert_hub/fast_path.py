@@ -10,6 +10,9 @@ here, beside a plain path that computes the same thing with public ops:
   with one (H, 3H) matmul over a view of the three, without a copy. Parameter objects and
   names stay 0.6.2's.
 
+Under a tracer (``is_tracing()``: torch.compile, torch.export, TorchScript, ONNX export) the
+plain path is taken too: a graph holds public ops only.
+
 ``ENABLED = False`` takes the plain path everywhere (to compare, or to rule the fast path out).
 A torch whose private op is missing, raises, or computes something else (checked once per
 activation and dtype against ``F.linear``) costs speed, never correctness: the plain path

@@ -2,6 +2,8 @@
 input whatever its values at trace time, no graph break, the same numbers as eager."""
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -12,6 +14,14 @@ from bert_hub.export import HEADS, example_inputs
 
 CONFIG = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
               intermediate_size=37, max_position_embeddings=64)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _recursion_limit():
+    """Compiling raises Python's recursion limit for the whole process: restored after."""
+    limit = sys.getrecursionlimit()
+    yield
+    sys.setrecursionlimit(limit)
 
 
 def tiny(cls):

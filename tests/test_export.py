@@ -24,6 +24,14 @@ CONFIG = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_
               intermediate_size=37, max_position_embeddings=64)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _recursion_limit():
+    """Compiling raises Python's recursion limit for the whole process: restored after."""
+    limit = sys.getrecursionlimit()
+    yield
+    sys.setrecursionlimit(limit)
+
+
 def tiny(cls, **kwargs):
     torch.manual_seed(0)
     return cls(M.BertConfig(**CONFIG), **kwargs).eval()

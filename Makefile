@@ -15,8 +15,10 @@ install-test:       ## plus the test extra (peers, TensorFlow oracle, moto)
 test: install-test  ## the whole suite, CPU only, offline
 	$(PYTHON) -m pytest -q
 
-demo: install       ## the main job: the embedded demo model through the whole hub path, offline
-	bert-hub demo
+demo:               ## the main job, offline: the embedded model through the hub path, fine-tuned, reloaded, asked
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[plot]'
+	$(PYTHON) -m bert_hub.cli demo
 
 bench: install-test ## speed and memory ratios against the peers; writes bench-results/
 	$(PYTHON) scripts/bench/run_all.py

@@ -6,6 +6,10 @@ Writes ``bert-hub-demo.zip`` (top folder ``uncased_L-2_H-32_A-2``: bert_config.j
 bert_model.ckpt.{index,data-00000-of-00001,meta}, exactly as Google's archives are laid out)
 and ``demo_registry.json``, whose entry carries the SHA-256 of every file, so the demo takes the
 same verified path as a real download.
+
+The vocabulary holds every word of the embedded labelled set (``data/demo_reviews.tsv``, which
+the demo fine-tunes on) and two hundred common words, plus single characters and suffixes as
+word pieces, so that English text tokenizes into words rather than letters.
 """
 import hashlib
 import json
@@ -17,6 +21,7 @@ import zipfile
 from pathlib import Path
 
 from bert_hub.filenames import VOCAB_NAME
+from bert_hub.wordpiece import BasicTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "src" / "bert_hub" / "data"
@@ -29,7 +34,20 @@ american game film between under while him no these year well them three de both
 north south east west series could through before being called jim henson puppet muppets
 sesame street show music play played language model text word words sentence hello good day
 read write learn learning machine deep network train data test""".split()
-PIECES = ["##s", "##ed", "##ing", "##er", "##eer", "##ly", "##son", "##en"]
+PIECES = ["##s", "##ed", "##ing", "##er", "##eer", "##ly", "##son", "##en", "##es", "##est",
+          "##ness", "##ful", "##less", "##able", "##ment", "##y", "##ies"]
+REVIEWS = DATA / "demo_reviews.tsv"   # the labelled set the demo fine-tunes on
+
+
+def review_words() -> list:
+    """Every word of the labelled set, most frequent first (ties alphabetical)."""
+    basic = BasicTokenizer(do_lower_case=True)
+    counts: dict = {}
+    lines = REVIEWS.read_text(encoding="utf-8").splitlines()[1:]   # after the header
+    for line in lines:
+        for word in basic.tokenize(line.split("\t", 2)[2]):
+            counts[word] = counts.get(word, 0) + 1
+    return sorted(counts, key=lambda w: (-counts[w], w))
 
 
 def vocab() -> list:
@@ -37,7 +55,7 @@ def vocab() -> list:
     chars = list(string.punctuation) + list(string.digits) + list(string.ascii_lowercase)
     pieces = [f"##{c}" for c in string.ascii_lowercase + string.digits] + PIECES
     seen, out = set(), []
-    for token in specials + chars + pieces + WORDS:
+    for token in specials + chars + pieces + WORDS + review_words():
         if token not in seen:
             seen.add(token)
             out.append(token)
@@ -71,7 +89,8 @@ def main() -> None:
         "max_len": 128,
         "file_sha256": file_sha256,
         "archive_sha256": hashlib.sha256(archive.read_bytes()).hexdigest(),
-        "note": "Embedded demo: random weights written by TensorFlow, 2 layers, hidden 32.",
+        "note": (f"Embedded demo: random weights written by TensorFlow, 2 layers, hidden 32, "
+                 f"{len(tokens)} wordpieces."),
     }
     registry = {"_about": "The embedded demo model; written by scripts/make_demo_archive.py.",
                 "models": [entry]}

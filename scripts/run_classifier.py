@@ -100,6 +100,7 @@ def main(argv=None):
 
 def write_test_results(path: str, task, labels, logits) -> None:
     """``index<TAB>prediction`` lines, the form the GLUE server takes."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)  # --do_predict alone: a new folder
     with open(path, "w", encoding="utf-8") as f:
         f.write("index\tprediction\n")
         for i, row in enumerate(logits):

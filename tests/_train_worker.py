@@ -4,8 +4,10 @@ tests/test_distributed.py (``python -m torch.distributed.run ... _train_worker.p
 Each run writes what each rank saw into OUT: ``<name>_rank<r>.json`` (sampler shards,
 all-reduce count, step, evaluate / predict results) and, on rank 0, ``<name>_params.pt`` (final
 parameters). First ``strategy_rank<r>.json``: the DDP strategy's own collectives. Runs: mlp, tagger,
-bert, offload (optimize_on_cpu), unused (find_unused_parameters), then
-``unused_error_rank<r>.json``: the errors without find_unused_parameters."""
+bert, offload (optimize_on_cpu), unused (find_unused_parameters), then ``small_rank<r>.json``
+(evaluate / predict of fewer examples than ranks, a resume from a shared output folder),
+``unused_error_rank<r>.json``: the errors without find_unused_parameters, and last
+``shutdown_rank<r>.json``: the process group ended by ``distributed.shutdown()``."""
 from __future__ import annotations
 
 import json
@@ -224,7 +226,9 @@ def main(out_dir: str) -> None:
     _run(out_dir, "offload", Classifier(), DictData(32), **OFFLOAD_ARGS)
     torch.manual_seed(0)
     _run(out_dir, "unused", WithUnused(), DictData(32), **UNUSED_ARGS)
+    _small_shards_and_resume(out_dir)
     _unused_without_the_option(out_dir)
+    _shutdown(out_dir)
 
 
 # DDP with the optimizer on the host; the test runs the same on one process with batch_size 8.
@@ -232,6 +236,38 @@ OFFLOAD_ARGS = {"batch_size": 4, "gradient_accumulation_steps": 2, "epochs": 2, 
                 "optimize_on_cpu": True}
 UNUSED_ARGS = {"optimizer": sgd, "batch_size": 4, "gradient_accumulation_steps": 2, "epochs": 1,
                "find_unused_parameters": True}
+
+
+# Trained 4 steps in one go, and 2 + 2 with a resume in between; the test runs it on one process.
+RESUME_ARGS = {"batch_size": 4, "lr": 1e-2, "save_steps": 2, "seed": 3, "progress": False,
+               "schedule": "none"}  # one schedule, whatever max_steps
+
+
+def _small_shards_and_resume(out_dir: str) -> None:
+    """evaluate / predict of datasets smaller than the world (rank 1's shard empty, or shorter
+    than rank 0's), and a resume from a checkpoint in an output folder both ranks share."""
+    from bert_hub.trainer import Trainer
+
+    rank = int(os.environ["RANK"])
+    torch.manual_seed(0)
+    trainer = Trainer(Classifier(), DictData(8), batch_size=4, epochs=1, progress=False,
+                      compute_metrics=accuracy)
+    report = {"predict_1": trainer.predict(DictData(1, labelled=False, seed=9)).tolist(),
+              "predict_3": trainer.predict(DictData(3, labelled=False, seed=9)).tolist(),
+              "evaluate_1": trainer.evaluate(DictData(1, seed=5)),
+              "evaluate_3": trainer.evaluate(DictData(3, seed=5))}
+    folder = os.path.join(out_dir, "resume_out")
+    torch.manual_seed(0)
+    first = Classifier()
+    Trainer(first, DictData(32), max_steps=2, output_dir=folder, **RESUME_ARGS).train()
+    second = Classifier()  # other weights: the checkpoint's win
+    resumed = Trainer(second, DictData(32), max_steps=4, output_dir=folder, **RESUME_ARGS)
+    report["resumed"] = resumed.train(resume=True)
+    report["checkpoints"] = sorted(os.listdir(os.path.join(folder, "checkpoint-4")))
+    if rank == 0:
+        torch.save(second.state_dict(), os.path.join(out_dir, "resumed_params.pt"))
+    with open(os.path.join(out_dir, f"small_rank{rank}.json"), "w") as f:
+        json.dump(report, f)
 
 
 def _unused_without_the_option(out_dir: str) -> None:
@@ -255,6 +291,27 @@ def _unused_without_the_option(out_dir: str) -> None:
         report[name]["unchanged"] = all(torch.equal(before[k], v)
                                         for k, v in model.state_dict().items())
     with open(os.path.join(out_dir, f"unused_error_rank{rank}.json"), "w") as f:
+        json.dump(report, f)
+
+
+def _shutdown(out_dir: str) -> None:
+    """End the group early (atexit would); a Trainer that used it then says so when run."""
+    import torch.distributed as dist
+
+    from bert_hub import distributed
+    from bert_hub.errors import TrainerError
+    from bert_hub.trainer import Trainer
+
+    rank = int(os.environ["RANK"])
+    trainer = Trainer(Classifier(), DictData(8), batch_size=4, max_steps=1, progress=False)
+    distributed.shutdown()
+    report = {"initialized": dist.is_initialized(), "error": None}
+    try:
+        trainer.train(resume=False)
+    except TrainerError as error:
+        report["error"] = str(error)
+    distributed.shutdown()  # twice: nothing
+    with open(os.path.join(out_dir, f"shutdown_rank{rank}.json"), "w") as f:
         json.dump(report, f)
 
 

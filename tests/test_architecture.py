@@ -36,9 +36,9 @@ LAYERS: Dict[int, List[str]] = {
     6: ["loading", "tokenization"],
     7: ["modeling", "pipelines.base", "tasks.squad", "tasks.script_support"],
     8: ["pipelines.classification", "pipelines.embeddings", "pipelines.fill_mask",
-        "pipelines.question_answering", "demo", "tasks", "quantization"],
+        "pipelines.question_answering", "tasks", "quantization"],
     9: ["pipelines", "export"],
-    10: ["pipelines.cli"],
+    10: ["pipelines.cli", "demo"],
     11: ["cli"],
 }
 # Never import torch, not even inside a function: `bert-hub download` stays light.

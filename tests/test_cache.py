@@ -201,6 +201,21 @@ def test_offline_miss_is_a_clear_error(tmp_path, monkeypatch):
     assert not (tmp_path / "models").exists()
 
 
+def test_offline_still_reads_files_on_this_machine(tmp_path, monkeypatch):
+    """file:// URLs and plain paths use no network, so offline mode does not refuse them."""
+    monkeypatch.setenv("BERT_HUB_OFFLINE", "1")
+    archive = make_zip(tmp_path / "m.zip", FILES)
+    for name, url in (("by-uri", archive.as_uri()), ("by-path", str(archive))):
+        folder = cache.ensure_archive_entry(name, url, root=tmp_path / "c")
+        assert (folder / "vocab.txt").read_bytes() == FILES["vocab.txt"]
+    with pytest.raises(OfflineError, match="offline mode is on"):
+        cache.ensure_archive_entry("remote", "file://elsewhere/m.zip", root=tmp_path / "c")
+    assert cache.ensure_file(archive.as_uri(), root=tmp_path / "c", local_files_only=True) \
+        .read_bytes() == archive.read_bytes()
+    with pytest.raises(OfflineError, match="offline mode is on"):
+        cache.ensure_file("http://127.0.0.1:9/m.zip", root=tmp_path / "c")
+
+
 def test_insufficient_space_before_extracting(tmp_path, monkeypatch):
     root = tmp_path / "cache"
     archive = make_zip(tmp_path / "m.zip", FILES)

@@ -84,12 +84,28 @@ def test_hugging_face_config_json(tmp_path):
 
 
 @pytest.mark.parametrize("key, value", [
-    ("position_embedding_type", "relative_key"), ("is_decoder", True), ("layer_norm_eps", 1e-5),
+    ("position_embedding_type", "relative_key"), ("is_decoder", True),
 ])
 def test_hugging_face_keys_that_change_the_network_are_refused(key, value):
     data = dict(GOOGLE_BASE_UNCASED, **{key: value})
     with pytest.raises(ConfigError, match=f"{key}={value!r} is not supported"):
         BertConfig.from_dict(data)
+
+
+def test_layer_norm_eps_is_a_field_written_only_when_not_googles(tmp_path):
+    assert BertConfig(99).layer_norm_eps == 1e-12
+    assert "layer_norm_eps" not in BertConfig(99).to_dict()      # Google's file stays Google's
+    config = BertConfig.from_dict(dict(GOOGLE_BASE_UNCASED, layer_norm_eps=1e-5))
+    assert config.layer_norm_eps == 1e-5 and "layer_norm_eps" not in config.extra
+    config.to_json_file(tmp_path / "c.json")
+    again = BertConfig.from_json_file(tmp_path / "c.json")
+    assert again.layer_norm_eps == 1e-5 and again == config
+    assert old_modeling.BertConfig.from_json_file(str(tmp_path / "c.json")).hidden_size == 768
+    assert BertConfig.from_dict(dict(GOOGLE_BASE_UNCASED, layer_norm_eps=None)).layer_norm_eps \
+        == 1e-12                                                   # Hugging Face's null
+    assert BertConfig(99, layer_norm_eps=1e-7).layer_norm_eps == 1e-7
+    with pytest.raises(ConfigError, match=r"extra keys \['hidden_size'\] are fields"):
+        BertConfig(99).to_json_string(extra={"hidden_size": 3, "id2label": {}})
 
 
 def test_unknown_keys_are_kept_aside_and_logged(caplog):
@@ -118,6 +134,9 @@ def test_unknown_keys_are_kept_aside_and_logged(caplog):
     (dict(hidden_dropout_prob="0.1"), r"hidden_dropout_prob must be a number in \[0, 1\), got '0.1'"),
     (dict(initializer_range=-0.02), r"initializer_range must be a non-negative number, got -0.02"),
     (dict(initializer_range=float("inf")), r"initializer_range must be a non-negative number, got inf"),
+    (dict(layer_norm_eps=0), r"layer_norm_eps must be a positive number \(BERT uses 1e-12\), got 0"),
+    (dict(layer_norm_eps="1e-5"), r"layer_norm_eps must be a positive number .*got '1e-5'"),
+    (dict(layer_norm_eps=True), r"layer_norm_eps must be a positive number .*got True"),
 ])
 def test_validation_messages(kwargs, message):
     config = BertConfig(30522, **kwargs)        # any values are stored, as in 0.6.2

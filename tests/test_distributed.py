@@ -13,6 +13,7 @@ import pytest
 import torch
 from _train_worker import (
     OFFLOAD_ARGS,
+    RESUME_ARGS,
     UNUSED_ARGS,
     BertData,
     Classifier,
@@ -180,6 +181,42 @@ def test_unused_parameters_without_the_option_name_the_fix(torchrun_out):
         assert "pass find_unused_parameters=True to the Trainer" in later["error"]
 
 
+def test_evaluate_and_predict_with_fewer_examples_than_processes(torchrun_out):
+    torch.manual_seed(0)
+    trainer = Trainer(Classifier(), DictData(8), batch_size=4, epochs=1, progress=False,
+                      compute_metrics=accuracy)
+    for report in _reports(torchrun_out, "small"):  # rank 1's shard: empty, then shorter
+        for n in (1, 3):
+            expected = trainer.predict(DictData(n, labelled=False, seed=9))
+            assert torch.allclose(torch.tensor(report[f"predict_{n}"]), expected, atol=1e-6)
+            single = trainer.evaluate(DictData(n, seed=5))
+            assert report[f"evaluate_{n}"]["n"] == n
+            assert report[f"evaluate_{n}"]["eval_loss"] == pytest.approx(single["eval_loss"],
+                                                                         rel=1e-6)
+            assert report[f"evaluate_{n}"]["accuracy"] == single["accuracy"]
+
+
+def test_resume_from_a_shared_output_folder_equals_an_uninterrupted_run(torchrun_out, tmp_path):
+    torch.manual_seed(0)
+    whole = Classifier()
+    args = dict(RESUME_ARGS, batch_size=8)  # one process on both ranks' batches
+    Trainer(whole, DictData(32), max_steps=4, output_dir=tmp_path, **args).train()
+    assert _close(whole, torch.load(torchrun_out / "resumed_params.pt", weights_only=True), 1e-6)
+    reports = _reports(torchrun_out, "small")
+    assert [r["resumed"]["global_step"] for r in reports] == [4, 4]
+    # written once (the folder is shared), with both ranks' random states
+    assert reports[0]["checkpoints"] == ["model.safetensors", "optimizer.pt", "rng_state_0.pt",
+                                         "rng_state_1.pt", "trainer_state.json"]
+    assert not [n for n in os.listdir(torchrun_out / "resume_out") if n.startswith(".rank-")]
+
+
+def test_shutdown_ends_the_group_and_a_trainer_that_used_it_says_so(torchrun_out):
+    for report in _reports(torchrun_out, "shutdown"):
+        assert report["initialized"] is False
+        assert "the process group has ended" in report["error"]
+        assert "create a new Trainer" in report["error"]
+
+
 def test_ddp_strategy_collectives(torchrun_out):
     for rank, report in enumerate(_reports(torchrun_out, "strategy")):
         assert (report["class"], report["kind"], report["world_size"]) == ("DDPStrategy", "ddp", 2)
@@ -188,6 +225,41 @@ def test_ddp_strategy_collectives(torchrun_out):
         assert report["rows"] == [[[0.0] * 3] * 2, [[1.0] * 3] * 3]  # ragged, in rank order
         assert report["all_reduce_sum"] == [3.0]
         assert report["sum_over_ranks"] == 2.0
+
+
+@pytest.mark.slow  # 4 launches of 2 processes, side by side
+def test_a_users_script_ends_cleanly_every_time(tmp_path):
+    """Trainer(...).train(), predictions, return (or only distributed.setup() and gathers): no
+    teardown in the script. Each process must exit 0, never "terminate called without an active exception" (a process group left to
+    interpreter exit, whose gloo threads release tensors during finalisation)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env.update(OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="", BERT_HUB_DISABLE_PROGRESS="1",
+               GLOO_SOCKET_IFNAME="lo", PYTHONPATH=os.pathsep.join([HERE, env.get("PYTHONPATH", "")]))
+    procs = []
+    for run in range(4):  # two that train and predict; two that only set up and gather
+        port = str(_free_port())
+        mode = ["--predictions", "20"] if run < 2 else ["--gathers_only", "50"]
+        for rank in (0, 1):
+            log = open(tmp_path / f"run{run}_rank{rank}.log", "w")
+            procs.append((run, rank, log, subprocess.Popen(
+                [sys.executable, os.path.join(HERE, "_user_script.py"), str(tmp_path / f"r{run}"),
+                 str(tmp_path / f"o{run}"), "2", *mode],
+                env=dict(env, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
+                         LOCAL_WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=port),
+                stdout=log, stderr=subprocess.STDOUT)))
+    failed = []
+    for run, rank, log, proc in procs:
+        try:
+            code = proc.wait(timeout=240)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait(timeout=30)
+        log.close()
+        text = (tmp_path / f"run{run}_rank{rank}.log").read_text()
+        if code != 0 or "terminate called" in text:
+            failed.append(f"run {run} rank {rank}: exit {code}\n{text[-2000:]}")
+    assert not failed, "\n".join(failed)
 
 
 def test_interleave_restores_dataset_order():

@@ -18,6 +18,7 @@ from tiny_hf import NER_LABELS, repo_files, write_model
 
 from bert_hub import BertForSequenceClassification, BertForTokenClassification, BertModel, BertTokenizer
 from bert_hub import cli, hf_hub, hub
+from bert_hub.config import BertConfig
 from bert_hub.errors import (
     AccessDeniedError,
     ArchiveLayoutError,
@@ -290,8 +291,9 @@ def test_config_fields_are_mapped(tmp_path, ner):
     with pytest.raises(ConfigError, match="unknown hidden_act 'quick_gelu'"):
         BertModel.from_pretrained(folder)
     (folder / "config.json").write_text(json.dumps({**config, "layer_norm_eps": 1e-5}))
-    with pytest.raises(ConfigError, match="layer_norm_eps=1e-05 is not supported"):
-        BertModel.from_pretrained(folder)
+    model = BertModel.from_pretrained(folder)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert norms and {m.eps for m in norms} == {1e-5}
     (folder / "config.json").write_text(json.dumps({**config, "id2label": {"0": "A", "2": "C"}}))
     with pytest.raises(ConfigError, match="id2label must name classes 0..1"):
         BertModel.from_pretrained(folder)
@@ -476,3 +478,102 @@ def test_cli_download_and_list_hf(fake_hub, ner, tmp_path, capsys):
     assert "acme/roberta" in listing and "'roberta' model" in listing
     assert cli.main(["download", "acme/missing"]) == 1
     assert "neither a local folder nor a model" in capsys.readouterr().err
+
+
+# -- local Hugging Face folders: shards, unused pooler, labels, layer_norm_eps ------------------
+@pytest.mark.parametrize("safe", [True, False], ids=["safetensors", "bin"])
+def test_local_sharded_folder_loads(tmp_path, safe):
+    folder = tmp_path / "sharded"
+    model = write_model(folder, "BertForMaskedLM")
+    (folder / "model.safetensors").unlink()
+    model.save_pretrained(folder, max_shard_size="40KB")
+    index = folder / "model.safetensors.index.json"
+    if not safe:   # transformers 5 writes safetensors only: the same shards as pickles, as 4.x did
+        from safetensors.torch import load_file
+        index_data = json.loads(index.read_text())
+        renamed = {n: n.replace("model-", "pytorch_model-").replace(".safetensors", ".bin")
+                   for n in set(index_data["weight_map"].values())}
+        for name, new_name in renamed.items():
+            torch.save(load_file(folder / name), folder / new_name)
+            (folder / name).unlink()
+        index_data["weight_map"] = {k: renamed[v] for k, v in index_data["weight_map"].items()}
+        index.unlink()
+        index = folder / "pytorch_model.bin.index.json"
+        index.write_text(json.dumps(index_data))
+    shards = sorted(json.loads(index.read_text())["weight_map"].values())
+    assert len(set(shards)) >= 2 and not (folder / "model.safetensors").exists()
+    assert hub.resolve_model(str(folder)).weights_file == index
+    from bert_hub import BertForMaskedLM
+    ours = BertForMaskedLM.from_pretrained(folder)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(IDS, attention_mask=MASK)[:, :6],
+                                   model(IDS, attention_mask=MASK).logits[:, :6], rtol=0, atol=1e-5)
+    (folder / shards[-1]).unlink()
+    with pytest.raises(EntryNotFoundError, match=rf"the shards \['{shards[-1]}'\] named by"):
+        BertForMaskedLM.from_pretrained(folder)
+
+
+def test_no_warning_for_a_pooler_the_head_never_uses(tmp_path, caplog):
+    import logging
+
+    from bert_hub import BertForMaskedLM, BertForQuestionAnswering
+    folder = tmp_path / "mlm"
+    write_model(folder, "BertForMaskedLM")                  # transformers saves it without a pooler
+    from safetensors.torch import load_file
+    assert not any("pooler" in k for k in load_file(folder / "model.safetensors"))
+    with caplog.at_level(logging.INFO, logger="bert_hub.loading"):
+        BertForMaskedLM.from_pretrained(folder)
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not warnings, caplog.text
+    assert "its forward never uses" in caplog.text and "bert.pooler.dense.weight" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="bert_hub.loading"):
+        BertForQuestionAnswering.from_pretrained(folder)    # qa_outputs matter; the pooler does not
+    assert "qa_outputs.weight" in caplog.text and "bert.pooler" not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="bert_hub.loading"):
+        BertForSequenceClassification.from_pretrained(folder, num_labels=2)   # reads the pooler
+    assert "bert.pooler.dense.weight" in caplog.text and "classifier.weight" in caplog.text
+
+
+def test_labels_survive_save_pretrained(tmp_path, ner):
+    folder = tmp_path / "ner"
+    local_folder(folder, ner[0])
+    model = BertForTokenClassification.from_pretrained(folder)
+    model.save_pretrained(tmp_path / "saved")
+    saved = json.loads((tmp_path / "saved" / "bert_config.json").read_text())
+    assert saved["id2label"] == {str(i): name for i, name in enumerate(NER_LABELS)}
+    assert saved["label2id"] == {name: i for i, name in enumerate(NER_LABELS)}
+    again = BertForTokenClassification.from_pretrained(tmp_path / "saved")
+    assert again.num_labels == len(NER_LABELS)                # from the saved id2label
+    assert again.id2label == dict(enumerate(NER_LABELS)) and again.label2id == model.label2id
+    old = pytest.importorskip("pytorch_pretrained_bert.modeling")
+    assert old.BertConfig.from_json_file(str(tmp_path / "saved" / "bert_config.json")).hidden_size == 32
+
+    fresh = BertForSequenceClassification(again.config, num_labels=2)   # labels set by hand
+    fresh.id2label, fresh.label2id = {0: "bad", 1: "good"}, {"bad": 0, "good": 1}
+    fresh.save_pretrained(tmp_path / "fresh")
+    assert BertForSequenceClassification.from_pretrained(tmp_path / "fresh").id2label == \
+        {0: "bad", 1: "good"}
+    plain = BertModel(BertConfig(99, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                                 intermediate_size=37))
+    plain.save_pretrained(tmp_path / "plain")                 # no labels: Google's keys only
+    assert "id2label" not in json.loads((tmp_path / "plain" / "bert_config.json").read_text())
+    fresh.id2label = {0: "bad", 2: "good"}
+    with pytest.raises(ConfigError, match="id2label must name classes 0..1"):
+        fresh.save_pretrained(tmp_path / "broken")
+    fresh.id2label = {0: "bad", 1: "good", 2: "ugly"}
+    with pytest.raises(ConfigError, match="has 2 labels but id2label names 3"):
+        fresh.save_pretrained(tmp_path / "broken")
+    assert not (tmp_path / "broken").exists()                 # refused before anything is written
+
+
+def test_layer_norm_eps_is_used_and_saved(tmp_path):
+    folder = tmp_path / "eps"
+    reference = write_model(folder, "BertModel", extra_config={"layer_norm_eps": 0.5})
+    ours = BertModel.from_pretrained(folder)
+    assert ours.config.layer_norm_eps == 0.5
+    same_outputs(ours, reference)                             # 0.5 changes every output clearly
+    ours.save_pretrained(tmp_path / "saved")
+    assert json.loads((tmp_path / "saved" / "bert_config.json").read_text())["layer_norm_eps"] == 0.5
+    same_outputs(BertModel.from_pretrained(tmp_path / "saved"), reference)

@@ -156,6 +156,37 @@ def test_classifier_learns_saves_and_reloads(tiny_model, sst2_dir, tmp_path):
     assert results(again)["acc"] == pytest.approx(res["acc"])
     assert results(again)["eval_loss"] == pytest.approx(res["eval_loss"], rel=1e-5)
 
+    # prediction alone, into a folder that does not exist yet
+    predicted = tmp_path / "new" / "predictions"
+    load_script("run_classifier.py").main(
+        [*CLASSIFIER, "--do_predict", "--data_dir", str(sst2_dir), "--bert_model", str(out),
+         "--output_dir", str(predicted)])
+    assert (predicted / "test_results.tsv").read_text() == (out / "test_results.tsv").read_text()
+
+
+def test_classifier_checkpoints_while_training_and_continues_when_started_again(
+        tiny_model, sst2_dir, tmp_path, monkeypatch):
+    from bert_hub.trainer import Trainer
+
+    saved = []
+    save = Trainer.save_checkpoint
+
+    def spy(self, path=None):
+        saved.append(self.global_step)
+        return save(self, path)
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", spy)
+    run_classifier = load_script("run_classifier.py")
+    common = [*CLASSIFIER, "--do_train", "--data_dir", str(sst2_dir), "--bert_model", tiny_model,
+              "--output_dir", str(tmp_path), "--save_steps", "2"]
+    run_classifier.main([*common, "--max_steps", "5"])
+    assert saved == [2, 4, 5]  # during training, not only at the end
+    assert sorted(n for n in os.listdir(tmp_path) if n.startswith("checkpoint-")) == \
+        ["checkpoint-5"]  # the newest kept
+    saved.clear()
+    run_classifier.main([*common, "--max_steps", "7"])  # the same run, started again
+    assert saved == [6, 7]  # continued from step 5
+
 
 def _free_port():
     with socket.socket() as s:
@@ -164,8 +195,14 @@ def _free_port():
 
 
 def test_torchrun_two_processes_match_one_process(tiny_model, sst2_dir, tmp_path):
+    data = tmp_path / "SST-2"  # one test row for two processes: rank 1's shard is empty
+    data.mkdir()
+    for name in ("train.tsv", "dev.tsv"):
+        (data / name).write_bytes((sst2_dir / name).read_bytes())
+    write_lines(data / "test.tsv", ["index\tsentence", "0\tp1 p2 f3"])
     common = (*CLASSIFIER[:4], "--train_batch_size", "8", "--learning_rate", "1e-3",
-              "--eval_batch_size", "8", "--do_train", "--do_eval", "--data_dir", sst2_dir,
+              "--eval_batch_size", "8", "--do_train", "--do_eval", "--do_predict",
+              "--data_dir", data,
               "--bert_model", tiny_model, "--max_steps", "12", "--gradient_accumulation_steps",
               "2")
     run_script("run_classifier.py", *common, "--output_dir", tmp_path / "one")
@@ -182,6 +219,9 @@ def test_torchrun_two_processes_match_one_process(tiny_model, sst2_dir, tmp_path
     assert two["acc"] == one["acc"]
     assert two["eval_loss"] == pytest.approx(one["eval_loss"], rel=1e-6)
     assert two["loss"] == pytest.approx(one["loss"], rel=1e-6)
+    predictions = (tmp_path / "two" / "test_results.tsv").read_text()
+    assert predictions == (tmp_path / "one" / "test_results.tsv").read_text()
+    assert predictions.splitlines()[0] == "index\tprediction" and len(predictions.splitlines()) == 2
     # the same weights (up to the order of float sums), written once by rank 0, loadable
     a = BertForSequenceClassification.from_pretrained(str(tmp_path / "one"), num_labels=2)
     b = BertForSequenceClassification.from_pretrained(str(tmp_path / "two"), num_labels=2)
@@ -410,3 +450,25 @@ def test_script_plumbing_lives_in_its_module_and_the_package_only_reexports():
         with open(os.path.join(SCRIPTS, script), encoding="utf-8") as f:
             assert "script_support.run_cli(main)" in f.read(), script
 
+
+
+def test_first_process_of_each_machine_logs_progress_and_the_others_only_errors():
+    """Rank 0 and LOCAL_RANK 0 of every other machine at INFO, each line naming its rank; the
+    rest at ERROR (so a machine shows the loading warnings once, not once per process)."""
+    code = """if True:
+        import logging, torch
+        from bert_hub.distributed import Strategy
+        from bert_hub.tasks.script_support import configure_logging
+        for rank, local_rank in ((0, 0), (2, 0), (3, 1)):
+            root = logging.getLogger()
+            for handler in list(root.handlers):
+                root.removeHandler(handler)
+            configure_logging(Strategy(torch.device("cpu"), rank=rank, local_rank=local_rank,
+                                       world_size=4))
+            print(logging.getLevelName(root.level), root.handlers[0].formatter._fmt)
+    """
+    proc = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True,
+                          text=True, timeout=120, check=True)
+    lines = proc.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["INFO", "INFO", "ERROR"]
+    assert ["[rank 0]" in lines[0], "[rank 2]" in lines[1], "[rank 3]" in lines[2]] == [True] * 3

@@ -389,6 +389,7 @@ def test_tiny_bert_resume_is_exact(tmp_path):
     ({"save_steps": 5}, "save_steps is set but output_dir is not"),
     ({"keep_checkpoints": 0}, "keep_checkpoints=0: use an integer >= 1, or None"),
     ({"find_unused_parameters": "auto"}, "find_unused_parameters='auto': use True .* or False"),
+    ({"ddp_timeout": 0}, "ddp_timeout=0: use a number of seconds > 0"),
 ])
 def test_bad_arguments_name_the_fix(kwargs, message):
     args = {"model": _classifier(), "train_data": DictData(8), "epochs": 1}
@@ -508,3 +509,92 @@ def test_optimize_on_cpu_keeps_optimizer_state_off_the_gpu():
                 optimize_on_cpu=offload).train()
         peaks[offload] = torch.cuda.max_memory_allocated()
     assert peaks[True] < 0.6 * peaks[False]
+
+
+# ---------------------------------------------------------------------------- runs in one folder
+@bert_missing
+def test_a_checkpoint_of_a_bert_model_loads_with_from_pretrained(tmp_path):
+    from bert_hub.filenames import CONFIG_NAME
+    from bert_hub.modeling import BertForSequenceClassification
+
+    model = tiny_bert_classifier()
+    start = _params(model)
+    trainer, _ = _train(model, BertData(16), batch_size=4, max_steps=3, lr=1e-2,
+                        output_dir=tmp_path)
+    checkpoint = trainer.checkpoints()[-1]
+    with open(os.path.join(checkpoint, CONFIG_NAME), encoding="utf-8") as f:
+        assert json.load(f) == json.loads(model.config.to_json_string())
+    loaded = BertForSequenceClassification.from_pretrained(checkpoint, num_labels=3)
+    state, trained = loaded.state_dict(), model.state_dict()
+    assert set(state) == set(trained)
+    assert all(torch.equal(state[k], trained[k]) for k in trained)
+    assert _max_diff(start, _params(model)) > 1e-3  # it did train: not the initial weights
+
+
+def test_a_checkpoint_of_a_model_without_config_has_no_config_file(tmp_path):
+    trainer, _ = _train(_classifier(), DictData(8), batch_size=4, max_steps=1,
+                        output_dir=tmp_path)
+    assert "bert_config.json" not in os.listdir(trainer.checkpoints()[-1])
+
+
+def test_a_fresh_run_in_a_used_output_dir_keeps_nothing_of_the_earlier_run(tmp_path):
+    _train(_classifier(), DictData(24), batch_size=4, max_steps=6, save_steps=3, log_steps=3,
+           keep_checkpoints=None, output_dir=tmp_path)
+    assert [r["step"] for r in _metrics(tmp_path)] == [3, 6]
+    trainer = Trainer(_classifier(seed=1), DictData(24), batch_size=4, max_steps=2, log_steps=1,
+                      keep_checkpoints=None, output_dir=tmp_path, progress=False)
+    trainer.train(resume=False)
+    # one run's curve, and only its checkpoints: a later resume cannot pick the old step 6
+    assert [r["step"] for r in _metrics(tmp_path)] == [1, 2]
+    assert [os.path.basename(p) for p in trainer.checkpoints()] == ["checkpoint-2"]
+
+
+def test_evaluate_and_predict_of_an_empty_dataset_name_the_fix():
+    trainer = Trainer(_classifier(), DictData(8), batch_size=4, epochs=1, progress=False)
+    empty = DictData(0)
+    with pytest.raises(TrainerError, match="evaluate\\(\\) got an empty dataset"):
+        trainer.evaluate(empty)
+    with pytest.raises(TrainerError, match="predict\\(\\) got an empty dataset"):
+        trainer.predict(empty)
+
+
+# ---------------------------------------------------------------------------- fp16 with offload
+def test_fp16_with_optimize_on_cpu_decides_step_or_skip_from_host_values():
+    """The offloaded step reads its overflow flag on the host: a CUDA run's fp16 part keeps its
+    scaler there, so no flag crosses a non-blocking device copy before the CPU Adam reads it."""
+    from bert_hub.training.optimizer_step import OffloadedOptimizerStep, build_optimizer
+    from bert_hub.training.precision import precision_for
+
+    model = _classifier()
+    named = list(model.named_parameters())
+    with pytest.raises(TrainerError, match="host_step=True"):
+        OffloadedOptimizerStep(named, precision_for("fp16", torch.device("cpu")))
+    precision = precision_for("fp16", torch.device("cuda"), host_step=True)  # a CUDA run's part
+    assert precision.scaler._scale.device.type == "cpu"
+    stepper = OffloadedOptimizerStep(named, precision)
+    stepper.attach(*build_optimizer("adamw", model, stepper, lr=1e-2, schedule="none",
+                                    warmup=0.0, weight_decay=0.0, max_grad_norm=1.0,
+                                    t_total=4), 1.0)
+    stepper.scheduler = None  # a constant rate: only step-or-skip matters here
+    flags = []
+    step = stepper.optimizer.step
+
+    def spying_step(*args, **kwargs):  # GradScaler hands the fused Adam its flag here
+        flags.append(stepper.optimizer.found_inf)
+        return step(*args, **kwargs)
+
+    stepper.optimizer.step = spying_step
+    data = DictData(8)
+    for poison, expect_step in ((False, True), (True, False), (False, True)):
+        before = [m.detach().clone() for m in stepper.params]
+        scale = precision.scaler.get_scale()
+        stepper.before_backward(final=True)
+        loss = model(data.x, data.y)
+        precision.backward(loss * float("inf") if poison else loss)
+        assert stepper.step() is expect_step
+        moved = any(not torch.equal(a, b) for a, b in zip(before, stepper.params))
+        assert moved is expect_step
+        assert (precision.scaler.get_scale() < scale) is poison
+    assert [f.device.type for f in flags] == ["cpu"] * 3
+    assert [float(f) for f in flags] == [0.0, 1.0, 0.0]
+    assert precision.scaler._scale.device.type == "cpu"

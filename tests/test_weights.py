@@ -167,6 +167,55 @@ def test_legacy_and_zip_bin_files_load(tmp_path):
         assert all(torch.equal(loaded[k], state[k]) for k in state)
 
 
+def _sharded(folder: Path, state: dict, suffix: str = ".safetensors") -> Path:
+    """``state`` split in two shards (safetensors or .bin) and an index naming them."""
+    folder.mkdir()
+    keys = list(state)
+    weight_map = {}
+    for i, part in enumerate((keys[: len(keys) // 2], keys[len(keys) // 2:])):
+        name = f"part-{i + 1}{suffix}"
+        shard = {k: state[k].clone().contiguous() for k in part}
+        if suffix == ".safetensors":
+            save_file(shard, folder / name)
+        else:
+            torch.save(shard, folder / name)
+        weight_map.update({k: name for k in part})
+    index = folder / f"weights{suffix}.index.json"
+    index.write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    return index
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".bin"])
+def test_sharded_checkpoint_reads_every_shard(tmp_path, suffix):
+    state = random_model(modeling.BertModel).state_dict()
+    index = _sharded(tmp_path / "m", state, suffix)
+    loaded = weights.load_weights(index)
+    assert set(loaded) == set(state) and all(torch.equal(loaded[k], state[k]) for k in state)
+    assert weights.shard_files(index) == [f"part-1{suffix}", f"part-2{suffix}"]
+    assert weights.missing_shards(index) == [] and weights.missing_shards(tmp_path / "x.bin") == []
+
+
+def test_damaged_or_hostile_shard_index_is_a_typed_error(tmp_path):
+    state = random_model(modeling.BertModel).state_dict()
+    index = _sharded(tmp_path / "m", state)
+    data = json.loads(index.read_text())
+    data["weight_map"]["extra.weight"] = "part-1.safetensors"      # a tensor no shard holds
+    index.write_text(json.dumps(data))
+    with pytest.raises(ConversionError, match=r"names tensors its shards do not hold: extra\.weight"):
+        weights.load_weights(index)
+    for hostile in ("../outside.safetensors", "/etc/passwd", "sub/part.safetensors", ""):
+        index.write_text(json.dumps({"weight_map": {"a": hostile}}))
+        with pytest.raises(ConversionError, match="names no usable shard files"):
+            weights.load_weights(index)
+    for broken in ("{", "[]", '{"weight_map": 3}', '{"other": {}}'):
+        index.write_text(broken)
+        with pytest.raises(ConversionError, match="is not a sharded-checkpoint index"):
+            weights.load_weights(index)
+    index.write_text(json.dumps({"weight_map": {"a": "gone.safetensors"}}))
+    with pytest.raises(EntryNotFoundError, match=r"the shards \['gone\.safetensors'\] named by"):
+        weights.load_weights(index)
+
+
 # -- tied weights -------------------------------------------------------------------------------
 def test_tied_weights_are_stored_once_and_restored(tmp_path):
     model = random_model()

@@ -44,6 +44,7 @@ from .errors import (
     LockTimeoutError,
     OfflineError,
     UnsafeArchiveError,
+    UnsupportedURLError,
 )
 from .filenames import SAFE_WEIGHTS_NAME
 from .manifest import (  # noqa: F401  (re-exported: what an entry records about itself)
@@ -62,6 +63,17 @@ from .manifest import (  # noqa: F401  (re-exported: what an entry records about
 )
 
 logger = logging.getLogger(__name__)
+
+
+def needs_network(url: str) -> bool:
+    """Whether fetching `url` uses the network: not for a file on this machine (file:///path,
+    a plain path, the package's own data), which offline mode therefore still reads."""
+    try:
+        download.local_path(url)
+    except UnsupportedURLError:
+        return True
+    return False
+
 
 # ----------------------------------------------------------------------------------------------
 # Extracted folders
@@ -136,7 +148,7 @@ def ensure_archive_entry(
         hit = cached_entry(root, name)
         if hit is not None:
             return hit
-    if is_offline(local_files_only):
+    if is_offline(local_files_only) and needs_network(url):
         raise OfflineError(
             f"{name!r} is not in the cache ({entry_path(root, name)}) and offline mode is on "
             f"(BERT_HUB_OFFLINE=1 or local_files_only=True). Run once with network access, e.g. "
@@ -323,7 +335,7 @@ def ensure_file(url: str, *, root: Path, force_download: bool = False, local_fil
     meta = final.with_name(final.name + ".json")
     if not force_download and final.exists() and meta.exists():
         return final
-    if is_offline(local_files_only):
+    if is_offline(local_files_only) and needs_network(url):
         raise OfflineError(
             f"{url} is not in the cache ({final}) and offline mode is on (BERT_HUB_OFFLINE=1 or "
             f"local_files_only=True). Run once with network access or unset offline mode.")

@@ -236,8 +236,9 @@ def cmd_export(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
-    run_demo(cache_dir=args.cache_dir, text=args.text)
+    from .demo import DEFAULT_TEXTS, run_demo
+    run_demo(cache_dir=args.cache_dir, output_dir=args.output_dir,
+             texts=args.text or DEFAULT_TEXTS, epochs=args.epochs)
     return 0
 
 
@@ -330,8 +331,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the check of ONNX Runtime's output against PyTorch's")
     p.set_defaults(func=cmd_export)
 
-    p = with_cache_dir(sub.add_parser("demo", help="the embedded demo model, end to end, offline"))
-    p.add_argument("--text", default="Who was Jim Henson? Jim Henson was a puppeteer.")
+    p = with_cache_dir(sub.add_parser(
+        "demo", help="the embedded demo model through the hub, fine-tuned, saved, reloaded, "
+                     "asked through a pipeline; offline"))
+    from .demo import DEFAULT_OUTPUT_DIR, TRAINING
+    p.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR,
+                   help="where the loss curve, metrics.jsonl and the fine-tuned model go "
+                        "(default: %(default)s)")
+    p.add_argument("--text", action="append", metavar="TEXT",
+                   help="a text for the fine-tuned classifier (repeat for more; default: four "
+                        "examples)")
+    p.add_argument("--epochs", type=int, default=TRAINING["epochs"],
+                   help="passes over the labelled set (default: %(default)s)")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -65,7 +65,6 @@ _HF_FIXED_KEYS = {
     "position_embedding_type": "absolute",
     "is_decoder": False,
     "add_cross_attention": False,
-    "layer_norm_eps": 1e-12,
     "chunk_size_feed_forward": 0,
 }
 
@@ -95,6 +94,9 @@ class BertConfig:
     max_position_embeddings: int = 512   # longest sequence the model accepts
     type_vocab_size: int = 2             # number of segment ids (token_type_ids < this)
     initializer_range: float = 0.02      # std of the normal init of weights
+    # epsilon of every LayerNorm (Google's 1e-12; some Hugging Face BERTs use 1e-5 or 1e-7).
+    # Written to bert_config.json only when it differs, so the file stays Google's and 0.6.2's.
+    layer_norm_eps: float = 1e-12
     # Keys read from a file that are not fields (Hugging Face extras); never written back.
     extra: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -113,6 +115,7 @@ class BertConfig:
         initializer_range: float = 0.02,
         *,
         vocab_size: Optional[int] = None,
+        layer_norm_eps: float = 1e-12,
     ):
         first = vocab_size_or_config_json_file
         if isinstance(first, (str, os.PathLike)):
@@ -144,6 +147,7 @@ class BertConfig:
         self.max_position_embeddings = max_position_embeddings
         self.type_vocab_size = type_vocab_size
         self.initializer_range = initializer_range
+        self.layer_norm_eps = layer_norm_eps
         self.extra = {}
 
     # -- validation -----------------------------------------------------------------------------
@@ -164,6 +168,11 @@ class BertConfig:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                 not 0 <= value < float("inf"):
             raise ConfigError(f"initializer_range must be a non-negative number, got {_show(value)}")
+        value = self.layer_norm_eps
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not 0 < value < float("inf"):
+            raise ConfigError(f"layer_norm_eps must be a positive number (BERT uses 1e-12), got "
+                              f"{_show(value)}")
         act = self.hidden_act
         if not callable(act) and not (isinstance(act, str) and act in ACTIVATIONS):
             raise ConfigError(
@@ -182,6 +191,8 @@ class BertConfig:
             raise ConfigError("the config has no 'vocab_size'; a bert_config.json always has one")
         if not isinstance(known["vocab_size"], int):   # a str would be taken for a file path
             raise ConfigError(f"vocab_size must be an integer, got {_show(known['vocab_size'])}")
+        if known.get("layer_norm_eps", 0) is None:     # Hugging Face's null: the default
+            del known["layer_norm_eps"]
         for key, expected in _HF_FIXED_KEYS.items():
             if key in extra and extra[key] is not None and extra[key] != expected:
                 raise ConfigError(
@@ -228,17 +239,25 @@ class BertConfig:
 
     # -- serialisation --------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
-        """The eleven fields of ``bert_config.json`` (extras are not written back)."""
+        """The fields of ``bert_config.json``: Google's eleven, and ``layer_norm_eps`` when it is
+        not Google's 1e-12 (extras are not written back)."""
         try:
             return {f.name: copy.deepcopy(getattr(self, f.name))
-                    for f in dataclasses.fields(self) if f.name != "extra"}
+                    for f in dataclasses.fields(self) if f.name != "extra"
+                    and not (f.name == "layer_norm_eps" and self.layer_norm_eps == f.default)}
         except RecursionError:
             raise ConfigError("a field of this config nests too deeply to copy; every field "
                               "of a bert_config.json is a number or a string") from None
 
-    def to_json_string(self) -> str:
-        """JSON text in 0.6.2's form: indented, sorted keys, trailing newline."""
+    def to_json_string(self, extra: Optional[Dict[str, Any]] = None) -> str:
+        """JSON text in 0.6.2's form: indented, sorted keys, trailing newline. ``extra``: more
+        keys to write (a model's ``id2label`` / ``label2id``, as Hugging Face's config.json has
+        them), which Google's and 0.6.2's readers keep as attributes and otherwise ignore."""
         data = self.to_dict()
+        clash = sorted(set(extra or {}) & set(data))
+        if clash:
+            raise ConfigError(f"extra keys {clash} are fields of the config; set the fields instead")
+        data.update(extra or {})
         if callable(data["hidden_act"]):
             raise ConfigError(
                 f"hidden_act is a callable ({data['hidden_act']!r}) and cannot be written to JSON;"
@@ -249,9 +268,10 @@ class BertConfig:
             raise ConfigError(f"this config cannot be written as JSON ({_show(str(exc))}); every "
                               "field of a bert_config.json is a number or a string") from None
 
-    def to_json_file(self, json_file_path: Union[str, os.PathLike]) -> None:
-        """Write ``to_json_string()`` to a file."""
-        text = self.to_json_string()
+    def to_json_file(self, json_file_path: Union[str, os.PathLike],
+                     extra: Optional[Dict[str, Any]] = None) -> None:
+        """Write ``to_json_string(extra)`` to a file."""
+        text = self.to_json_string(extra)
         with open(json_file_path, "w", encoding="utf-8") as writer:
             writer.write(text)
 

@@ -6,12 +6,17 @@ one from the environment.
 
 ``torchrun`` sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT; they are read when
 :func:`setup` runs. One node or many: torchrun's own rendezvous decides, nothing here changes.
+A process group that :func:`setup` starts is ended by :func:`shutdown` (registered with
+``atexit``), so a program ends cleanly without tearing anything down itself.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
+import datetime
 import logging
 import os
+import weakref
 from collections.abc import Sequence
 
 import torch
@@ -22,6 +27,12 @@ from bert_hub.errors import TrainerError
 
 logger = logging.getLogger(__name__)
 _hinted_torchrun = False
+# How long a collective waits for the other processes before failing (seconds): a dead peer or
+# a cut network link then ends the run instead of hanging it (torch's own default: 30 min).
+DEFAULT_TIMEOUT_S = 300.0
+_started_group = False  # setup() started the process group, so shutdown() ends it
+_atexit_registered = False
+_wrapping_strategies: weakref.WeakSet = weakref.WeakSet()  # DDP wrappers hold the group
 
 
 def _env_int(name: str, default: int) -> int:
@@ -58,6 +69,8 @@ class Strategy:
                  world_size: int = 1):
         self.device = device
         self.rank, self.local_rank, self.world_size = rank, local_rank, world_size
+        # what wrap() returned: the module the loop calls (None once shutdown() released it)
+        self.wrapped: nn.Module | None = None
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(device={self.device}, rank={self.rank}, "
@@ -68,9 +81,16 @@ class Strategy:
         """Rank 0: the process that logs, writes files and shows progress."""
         return self.rank == 0
 
+    @property
+    def is_local_main(self) -> bool:
+        """The first process of its machine (LOCAL_RANK 0): where that machine shows progress."""
+        return self.local_rank == 0
+
     # ------------------------------------------------------------------ model
     def wrap(self, model: nn.Module, find_unused_parameters: bool = False) -> nn.Module:
-        """The module to call in the loop (a DataParallel / DDP wrapper, or the model itself)."""
+        """The module to call in the loop (a DataParallel / DDP wrapper, or the model itself),
+        also kept as :attr:`wrapped`."""
+        self.wrapped = model
         return model
 
     def no_sync(self, wrapped: nn.Module, skip: bool):
@@ -99,6 +119,10 @@ class Strategy:
         """Every rank's ``tensor`` (shapes may differ in dim 0 only), in rank order."""
         return [tensor]
 
+    def all_gather_bytes(self, data: bytes) -> list[bytes]:
+        """Every rank's ``data`` (any length, empty too), in rank order."""
+        return [data]
+
     def barrier(self) -> None:
         """Wait until every rank gets here."""
 
@@ -124,7 +148,8 @@ class DataParallelStrategy(Strategy):
         self.n_gpu = self.devices_per_process = n_gpu
 
     def wrap(self, model: nn.Module, find_unused_parameters: bool = False) -> nn.Module:
-        return nn.DataParallel(model)
+        self.wrapped = nn.DataParallel(model)
+        return self.wrapped
 
 
 class DDPStrategy(Strategy):
@@ -140,8 +165,14 @@ class DDPStrategy(Strategy):
         forward trains instead of stalling the reduction (costs a graph walk per step, hence
         off by default)."""
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(
+        self.wrapped = nn.parallel.DistributedDataParallel(
             model, device_ids=ids, find_unused_parameters=find_unused_parameters)
+        _wrapping_strategies.add(self)
+        return self.wrapped
+
+    def release(self) -> None:
+        """Drop the DDP wrapper (its reducer holds the process group), before the group ends."""
+        self.wrapped = None
 
     def no_sync(self, wrapped: nn.Module, skip: bool):
         """DDP keeps a skipped micro-step's gradients local; the final micro-step's backward
@@ -191,11 +222,39 @@ class DDPStrategy(Strategy):
         dist.all_gather(parts, padded.contiguous())
         return [part[: int(size)] for part, size in zip(parts, sizes)]
 
+    def all_gather_bytes(self, data: bytes) -> list[bytes]:
+        local = (torch.frombuffer(bytearray(data), dtype=torch.uint8) if data
+                 else torch.zeros(0, dtype=torch.uint8))
+        return [part.cpu().numpy().tobytes() for part in self.all_gather_rows(local)]
+
     def barrier(self) -> None:
         if self.device.type == "cuda":
             dist.barrier(device_ids=[self.device.index])
         else:
             dist.barrier()
+
+
+# How the backends say that another process stopped answering or went away.
+_TIMED_OUT = ("Timed out waiting", "operation timeout", "Socket Timeout")
+_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
+
+
+def explain_collective_error(error: BaseException) -> str | None:
+    """One line for an error that a collective raised because another process of the run
+    stopped answering (the process group timeout) or went away; None for any other error."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    text = str(error)
+    if any(m in text for m in _TIMED_OUT):
+        return ("a collective operation got no answer from another process within the process "
+                "group timeout: a process on another machine stopped or hangs, or the network "
+                "between the machines failed; see every machine's log. The timeout is "
+                "--ddp_timeout (Trainer: ddp_timeout): raise it only when one process may work "
+                f"alone longer (e.g. a first download on one machine). ({text.strip()[-160:]})")
+    if any(m in text for m in _PEER_GONE):
+        return ("another process of the run closed its connection: it stopped or failed "
+                f"(see its log), or its machine went down. ({text.strip()[-160:]})")
+    return None
 
 
 def interleave(parts: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -210,12 +269,15 @@ def interleave(parts: Sequence[torch.Tensor]) -> torch.Tensor:
     return out
 
 
-def setup(device: str | torch.device | None = None, backend: str | None = None) -> Strategy:
+def setup(device: str | torch.device | None = None, backend: str | None = None,
+          timeout: float | None = None) -> Strategy:
     """Read the launcher's environment, start the process group if there are several
     processes, and pick the strategy.
 
     - WORLD_SIZE > 1 (torchrun): DDP; device ``cuda:LOCAL_RANK`` with nccl when CUDA is
-      available, else the CPU with gloo. The process group is initialised once and reused.
+      available, else the CPU with gloo. The process group is initialised once and reused;
+      ``timeout`` (seconds, default :data:`DEFAULT_TIMEOUT_S`) bounds how long its collectives
+      wait for the other processes. A group started here is ended by :func:`shutdown` at exit.
     - one process, several visible GPUs and no explicit device: DataParallel, with a one-time
       hint that torchrun is faster.
     - otherwise one device (``device``, else ``cuda`` if available, else ``cpu``).
@@ -236,7 +298,8 @@ def setup(device: str | torch.device | None = None, backend: str | None = None) 
                     f"WORLD_SIZE={world_size} but MASTER_ADDR is not set: start the script with "
                     "`torchrun --nproc_per_node=N script.py`, or unset WORLD_SIZE")
             chosen = backend or ("nccl" if device.type == "cuda" else "gloo")
-            dist.init_process_group(backend=chosen, rank=rank, world_size=world_size)
+            _start_group(chosen, rank, world_size,
+                         DEFAULT_TIMEOUT_S if timeout is None else timeout)
         return DDPStrategy(device, rank=dist.get_rank(), local_rank=local_rank,
                            world_size=dist.get_world_size())
     if device is None and torch.cuda.device_count() > 1:
@@ -254,3 +317,39 @@ def setup(device: str | torch.device | None = None, backend: str | None = None) 
         device = torch.device("cuda", torch.cuda.current_device())
     return SingleDeviceStrategy(device)
 
+
+
+def _start_group(backend: str, rank: int, world_size: int, timeout: float) -> None:
+    global _started_group, _atexit_registered
+    # This module binds ``group=group.WORLD`` as default arguments when first imported (DDP
+    # imports it through torch._dynamo): imported after the group exists, those defaults hold
+    # the group for good, so destroying it no longer frees it. Imported first, they hold None.
+    import torch.distributed.nn.functional  # noqa: F401
+
+    dist.init_process_group(backend=backend, rank=rank, world_size=world_size,
+                            timeout=datetime.timedelta(seconds=timeout))
+    _started_group = True
+    if not _atexit_registered:
+        atexit.register(shutdown)
+        _atexit_registered = True
+
+
+def shutdown() -> None:
+    """End the process group that :func:`setup` started (nothing when it started none, or the
+    group has ended); registered with ``atexit``, and safe to call earlier.
+
+    The DDP wrappers made here are released first (their reducers hold the group), so
+    destroying the group drops its last reference and the backend joins its worker threads now,
+    while Python is fully alive. Left to interpreter exit, a gloo worker thread can drop the last
+    reference to a tensor after finalisation has begun; taking the GIL then ends that thread by
+    a forced unwind, which C++ turns into ``std::terminate`` ("terminate called without an
+    active exception", SIGABRT). Trainers that used the group cannot run after this.
+    """
+    global _started_group
+    if not _started_group:
+        return
+    _started_group = False
+    for strategy in list(_wrapping_strategies):
+        strategy.release()
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

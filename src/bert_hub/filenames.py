@@ -8,3 +8,5 @@ TOKENIZER_CONFIG_NAME = "tokenizer_config.json"  # same name and keys as Hugging
 SAFE_WEIGHTS_NAME = "model.safetensors"       # ours and Hugging Face's
 WEIGHTS_NAME = "pytorch_model.bin"            # 0.6.2's and Hugging Face's pickled state dict
 TF_CHECKPOINT_NAME = "bert_model.ckpt"        # the prefix of Google's TensorFlow checkpoints
+SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"   # a sharded checkpoint's index
+WEIGHTS_INDEX_NAME = "pytorch_model.bin.index.json"         # (Hugging Face's; shards beside it)

@@ -27,7 +27,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from . import env
 from .config import BertConfig
@@ -36,24 +36,30 @@ from .errors import (
     BertHubError,
     ArchiveLayoutError,
     ConfigError,
-    ConversionError,
     DownloadError,
     EntryNotFoundError,
     InvalidInputError,
     MissingDependencyError,
     OfflineError,
 )
-from .filenames import HF_CONFIG_NAME, SAFE_WEIGHTS_NAME, TOKENIZER_CONFIG_NAME, VOCAB_NAME, WEIGHTS_NAME
+from .filenames import (
+    HF_CONFIG_NAME,
+    SAFE_WEIGHTS_INDEX_NAME,
+    SAFE_WEIGHTS_NAME,
+    TOKENIZER_CONFIG_NAME,
+    VOCAB_NAME,
+    WEIGHTS_INDEX_NAME,
+    WEIGHTS_NAME,
+)
+from .weights import INDEX_SUFFIX, missing_shards, shard_files
 
 logger = logging.getLogger(__name__)
 
 HF_PREFIX = "hf://"
 DEFAULT_ENDPOINT = "https://huggingface.co"
-INDEX_SUFFIX = ".index.json"
 DOWNLOAD_ATTEMPTS = 3   # a transfer cut by the network is tried again (finished files are kept)
 # Weights in the order we take them: safetensors (whole, then sharded) before pickles.
-WEIGHTS_PREFERENCE = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_NAME + INDEX_SUFFIX,
-                      WEIGHTS_NAME, WEIGHTS_NAME + INDEX_SUFFIX)
+WEIGHTS_PREFERENCE = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
 # Small files fetched first: config, tokenizer, shard indexes, sentence-transformers pooling.
 SMALL_FILES = [HF_CONFIG_NAME, VOCAB_NAME, TOKENIZER_CONFIG_NAME, "*" + INDEX_SUFFIX,
                "modules.json", "sentence_bert_config.json", "*_Pooling/config.json"]
@@ -240,7 +246,7 @@ def _complete(snapshot: HubSnapshot, need_weights: bool) -> bool:
     if not need_weights:
         return snapshot.vocab_file is not None
     return snapshot.config_file is not None and snapshot.weights_file is not None \
-        and not _missing_shards(snapshot.weights_file)
+        and not missing_shards(snapshot.weights_file)
 
 
 def _snapshot(repo_id: str, commit: str, folder: Path) -> HubSnapshot:
@@ -258,7 +264,7 @@ def _weights_to_fetch(repo_id: str, folder: Path, present: List[str]) -> List[st
     """The weights files to download: the first of WEIGHTS_PREFERENCE the repo has."""
     for name in WEIGHTS_PREFERENCE:
         if name in present:
-            shards = _shard_names(folder / name) if name.endswith(INDEX_SUFFIX) else []
+            shards = shard_files(folder / name) if name.endswith(INDEX_SUFFIX) else []
             absent = [s for s in shards if s not in present]
             if absent:
                 raise EntryNotFoundError(
@@ -268,27 +274,6 @@ def _weights_to_fetch(repo_id: str, folder: Path, present: List[str]) -> List[st
     raise ArchiveLayoutError(
         f"{repo_id} has no PyTorch weights ({', '.join(WEIGHTS_PREFERENCE)}); it holds: "
         f"{_sample(present)}. Only safetensors and pytorch_model.bin checkpoints are loaded")
-
-
-def _shard_names(index_file: Path) -> List[str]:
-    """The shard files a ``*.index.json`` names (plain file names beside it)."""
-    try:
-        weight_map = json.loads(index_file.read_text(encoding="utf-8"))["weight_map"]
-        shards = sorted(set(weight_map.values()))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ConversionError(
-            f"{str(index_file)!r} is not a sharded-checkpoint index (a JSON object whose "
-            f"'weight_map' maps tensor names to shard files): {exc}") from None
-    bad = [s for s in shards if not isinstance(s, str) or "/" in s or "\\" in s or s in ("", ".", "..")]
-    if bad or not shards:
-        raise ConversionError(f"{str(index_file)!r} names no usable shard files (got {bad or shards!r})")
-    return shards
-
-
-def _missing_shards(weights_file: Path) -> List[str]:
-    if not weights_file.name.endswith(INDEX_SUFFIX):
-        return []
-    return [s for s in _shard_names(weights_file) if not (weights_file.parent / s).is_file()]
 
 
 def _sample(names: List[str], limit: int = 12) -> str:
@@ -423,6 +408,27 @@ def label_maps(config: BertConfig) -> Tuple[Dict[int, str], Dict[str, int]]:
     return id2label, label2id
 
 
+def label_fields(id2label, label2id=None) -> Dict[str, Dict]:
+    """``{"id2label": {"0": name, ...}, "label2id": {name: 0, ...}}`` as a config.json holds
+    them (ids as strings), checked; ``{}`` without labels. ``label2id`` defaults to the
+    inverse of ``id2label``."""
+    if not id2label:
+        return {}
+    try:
+        names = {int(k): v for k, v in dict(id2label).items()}
+    except (TypeError, ValueError):
+        raise ConfigError(f"id2label must map class ids (0, 1, ...) to label names, got "
+                          f"{id2label!r:.200}") from None
+    if sorted(names) != list(range(len(names))) or not all(isinstance(v, str) for v in names.values()):
+        raise ConfigError(f"id2label must name classes 0..{len(names) - 1} with str labels, got "
+                          f"{id2label!r:.200}")
+    ids = dict(label2id) if label2id else {name: i for i, name in names.items()}
+    if not all(isinstance(k, str) and type(v) is int for k, v in ids.items()):
+        raise ConfigError(f"label2id must map label names (str) to class ids (int), got "
+                          f"{label2id!r:.200}")
+    return {"id2label": {str(i): names[i] for i in sorted(names)}, "label2id": ids}
+
+
 def label_arguments(cls, config: BertConfig, inputs: tuple, kwargs: dict):
     """``(kwargs, id2label, label2id)`` for building ``cls``: ``num_labels`` from the config's
     ``id2label`` when the head takes it and the caller did not give it. A caller's different
@@ -439,28 +445,6 @@ def label_arguments(cls, config: BertConfig, inputs: tuple, kwargs: dict):
                        "dropped", given, len(id2label))
         return kwargs, {}, {}
     return kwargs, id2label, label2id
-
-
-# -- weights ------------------------------------------------------------------------------------
-def read_weights(path: Path, read_file: Callable[[Path], Dict]) -> Dict:
-    """A state dict from one weights file, or from every shard a ``*.index.json`` names (each
-    read by ``read_file``, the owner of the weights formats)."""
-    path = Path(path)
-    if not path.name.endswith(INDEX_SUFFIX):
-        return read_file(path)
-    weight_map = json.loads(path.read_text(encoding="utf-8"))["weight_map"]
-    missing = _missing_shards(path)
-    if missing:
-        raise EntryNotFoundError(f"the shards {missing} named by {str(path)!r} are not beside it; "
-                                 "download the checkpoint again")
-    state: Dict = {}
-    for shard in _shard_names(path):
-        state.update(read_file(path.parent / shard))
-    absent = sorted(set(weight_map) - set(state))
-    if absent:
-        raise ConversionError(f"{str(path)!r} names tensors its shards do not hold: "
-                              f"{', '.join(absent[:5])}{' ...' if len(absent) > 5 else ''}")
-    return state
 
 
 # -- what the cache holds -----------------------------------------------------------------------
@@ -510,6 +494,6 @@ def _unloadable(snap: HubSnapshot) -> Optional[str]:
         read_config(snap.config_file, source=snap.repo_id)
     except ConfigError as exc:
         return str(exc).split(";")[0]
-    if snap.weights_file is None or _missing_shards(snap.weights_file):
+    if snap.weights_file is None or missing_shards(snap.weights_file):
         return "no complete PyTorch weights"
     return None

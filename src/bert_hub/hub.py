@@ -36,7 +36,8 @@ logger = logging.getLogger(__name__)
 ACCEPTED_FORMS = (
     "a folder with bert_config.json + model.safetensors (saved by bert_hub), "
     "a folder with bert_config.json + pytorch_model.bin (pytorch-pretrained-bert 0.6.2), "
-    "a Hugging Face folder with config.json + model.safetensors or pytorch_model.bin, "
+    "a Hugging Face folder with config.json + model.safetensors or pytorch_model.bin (or their "
+    "sharded *.index.json + shards), "
     "a Google release folder (bert_config.json + bert_model.ckpt.*), an archive (.zip, .tar.gz) "
     "of any of these, a URL to such an archive (http(s)://, s3://, file://), or a registry name "
     "(see `bert-hub list`), or a Hugging Face Hub id (org/name, hf://org/name)"
@@ -111,10 +112,11 @@ def resolve_model(
 # -- local folders ------------------------------------------------------------------------------
 def _resolve_local_folder(folder: Path, *, need_weights: bool, cache_dir=None,
                           lock_name: Optional[str] = None) -> ModelFiles:
-    """Our folder, a 0.6.2 folder or a Hugging Face folder; model.safetensors preferred."""
+    """Our folder, a 0.6.2 folder or a Hugging Face folder (whole or sharded weights, in
+    ``hf_hub.WEIGHTS_PREFERENCE`` order: safetensors first)."""
     found = {p.name for p in folder.iterdir()}
     config = _first_present(folder, found, (CONFIG_NAME, HF_CONFIG_NAME))
-    weights = _first_present(folder, found, (SAFE_WEIGHTS_NAME, WEIGHTS_NAME))
+    weights = _first_present(folder, found, hf_hub.WEIGHTS_PREFERENCE)
     vocab = folder / VOCAB_NAME if VOCAB_NAME in found else None
     tokenizer_config = folder / TOKENIZER_CONFIG_NAME if TOKENIZER_CONFIG_NAME in found else None
     if config is not None and need_weights and _tf_prefix(folder) is not None and \
@@ -134,7 +136,7 @@ def _resolve_local_folder(folder: Path, *, need_weights: bool, cache_dir=None,
             f"{', '.join(sorted(found)) or 'nothing'}): pass a folder holding a BERT vocabulary "
             f"or model. Accepted: {_accepted(need_weights)}.")
     looked_for = f"{CONFIG_NAME} or {HF_CONFIG_NAME}" if config is None else \
-        f"{SAFE_WEIGHTS_NAME} or {WEIGHTS_NAME}"
+        f"{SAFE_WEIGHTS_NAME} or {WEIGHTS_NAME} (or their sharded *.index.json)"
     raise ArchiveLayoutError(
         f"{str(folder)!r} holds no BERT model: looked for {looked_for} and did not find it "
         f"(found: {', '.join(sorted(found)) or 'nothing'}). Accepted: {ACCEPTED_FORMS}.")
@@ -269,7 +271,8 @@ def check_layout(folder: Path) -> None:
             f"name. Accepted: {ACCEPTED_FORMS}.")
     found = {p.name for p in folder.iterdir()}
     has_config = bool(found & {CONFIG_NAME, HF_CONFIG_NAME})
-    has_weights = bool(found & {SAFE_WEIGHTS_NAME, WEIGHTS_NAME}) or _tf_prefix(folder) is not None
+    has_weights = bool(found.intersection(hf_hub.WEIGHTS_PREFERENCE)) or \
+        _tf_prefix(folder) is not None
     if not (has_config and (has_weights or VOCAB_NAME in found)):
         raise ArchiveLayoutError(
             f"The archive holds no BERT model (found: {', '.join(sorted(found)) or 'nothing'}). "

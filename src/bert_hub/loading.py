@@ -19,6 +19,11 @@ from .filenames import CONFIG_NAME
 
 logger = logging.getLogger(__name__)
 
+# Heads whose forward never reads the pooled output: a checkpoint saved without the pooler (as
+# transformers saves these heads) leaves nothing they use uninitialised, so they are not warned
+# about it. Class names, since modeling imports this module.
+_POOLER_UNUSED_BY = ("BertForMaskedLM", "BertForTokenClassification", "BertForQuestionAnswering")
+_POOLER = "bert.pooler."
 LOAD_OPTIONS = ("cache_dir", "force_download", "local_files_only", "torch_dtype", "device",
                 "state_dict", "revision", "token")
 _ARGUMENT = "the state_dict argument"
@@ -48,7 +53,7 @@ def from_pretrained(cls, name_or_path, inputs: tuple, kwargs: dict, *, cache_dir
         if files.weights_file is None and files.tf_checkpoint is not None:
             from .convert import tf_to_state_dict   # a read-only Google folder: in memory
             return config, tf_to_state_dict(files.tf_checkpoint, config), str(files.tf_checkpoint)
-        state = hf_hub.read_weights(files.weights_file, weights.load_weights)
+        state = weights.load_weights(files.weights_file)
         return config, state, str(files.weights_file)
 
     config, state_dict, source = hub.read_model(
@@ -95,12 +100,42 @@ def load_checkpoint(model: nn.Module, state_dict: Mapping[str, torch.Tensor], so
     missing = sorted(k for k in expected if k not in loaded)
     if missing:
         init_missing(model, missing, device, torch_dtype)
-        logger.warning("%s: weights not in %s, initialised randomly (train them before use): %s",
-                       name, source, ", ".join(missing))
+        unused = unused_in_forward(model)
+        matter = [k for k in missing if not k.startswith(unused)]
+        if matter:
+            logger.warning("%s: weights not in %s, initialised randomly (train them before use): "
+                           "%s", name, source, ", ".join(matter))
+        if len(matter) < len(missing):
+            logger.info("%s: weights not in %s that its forward never uses, initialised: %s",
+                        name, source, ", ".join(k for k in missing if k.startswith(unused)))
     if unexpected:
         logger.info("%s: weights in %s not used: %s", name, source, ", ".join(unexpected))
     model.tie_weights()
     fast_path.pack_all(model)
+
+
+def unused_in_forward(model: nn.Module) -> tuple:
+    """Key prefixes of the weights ``model`` holds but its forward never reads."""
+    names = {cls.__name__ for cls in type(model).__mro__}
+    return (_POOLER,) if names.intersection(_POOLER_UNUSED_BY) else ()
+
+
+def label_fields(model: nn.Module) -> dict:
+    """What ``save_pretrained`` adds to bert_config.json: the model's ``id2label`` /
+    ``label2id`` (from ``from_pretrained`` or set by hand), else its config's when they fit the
+    head's ``num_labels``; ``{}`` for a model without labels."""
+    id2label = getattr(model, "id2label", None)
+    if id2label is None:   # built from a config, never loaded
+        id2label, label2id = hf_hub.label_maps(model.config)
+        if len(id2label) != getattr(model, "num_labels", len(id2label)):
+            return {}
+    else:
+        label2id = getattr(model, "label2id", None)
+        heads = getattr(model, "num_labels", None)
+        if id2label and heads is not None and len(id2label) != heads:
+            raise ConfigError(f"{type(model).__name__} has {heads} labels but id2label names "
+                              f"{len(id2label)}; set model.id2label to one name per label")
+    return hf_hub.label_fields(id2label, label2id)
 
 
 @torch.no_grad()

@@ -116,7 +116,7 @@ class BertEmbeddings(nn.Module):
         self.position_embeddings = Embedding(config.max_position_embeddings, config.hidden_size)
         self.token_type_embeddings = Embedding(config.type_vocab_size, config.hidden_size)
         # Not snake-cased, to keep TensorFlow's variable name.
-        self.LayerNorm = BertLayerNorm(config.hidden_size, eps=1e-12)
+        self.LayerNorm = BertLayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: torch.Tensor,
@@ -170,7 +170,7 @@ class BertSelfOutput(nn.Module):
     def __init__(self, config: BertConfig, in_features: Optional[int] = None):
         super().__init__()
         self.dense = Linear(in_features or config.hidden_size, config.hidden_size)
-        self.LayerNorm = BertLayerNorm(config.hidden_size, eps=1e-12)
+        self.LayerNorm = BertLayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
@@ -264,7 +264,7 @@ class BertPredictionHeadTransform(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.dense = Linear(config.hidden_size, config.hidden_size, activation=config.hidden_act)
-        self.LayerNorm = BertLayerNorm(config.hidden_size, eps=1e-12)
+        self.LayerNorm = BertLayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(self.dense(hidden_states))                # (B, S, H)
@@ -390,11 +390,12 @@ class BertPreTrainedModel(nn.Module):
             raise InvalidInputError(
                 f"save_pretrained({str(folder)!r}): that is a file; pass a folder (it is created "
                 "if missing)")
+        labels = loading.label_fields(self)   # id2label / label2id, checked before writing
         folder.mkdir(parents=True, exist_ok=True)
         state = self.state_dict()
         weights.save_safetensors(state, folder / SAFE_WEIGHTS_NAME,
                                  order=fast_path.packed_order(list(state)))
-        self.config.to_json_file(folder / CONFIG_NAME)
+        self.config.to_json_file(folder / CONFIG_NAME, extra=labels)
         return folder
 
 

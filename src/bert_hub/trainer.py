@@ -44,7 +44,7 @@ from bert_hub.training.batches import (
     to_numpy,
     without_label_keys,
 )
-from bert_hub.training.data import eval_loader, is_map_dataset, train_loader
+from bert_hub.training.data import eval_loader, gather_in_order, is_map_dataset, train_loader
 from bert_hub.training.logging_sinks import MetricsLog, progress_bar
 from bert_hub.training.optimizer_step import (
     OffloadedOptimizerStep,
@@ -96,11 +96,12 @@ class Trainer:
         self.collate_fn, self.compute_metrics = collate_fn, compute_metrics
         self.loss_weight = loss_weight or count_examples
 
-        self.strategy = distributed.setup(args.device)
+        self.strategy = distributed.setup(args.device, timeout=args.ddp_timeout)
         self.device = self.strategy.device
         self.model = model if _all_on(model, self.device) else model.to(self.device)
-        self.wrapped = self.strategy.wrap(self.model, args.find_unused_parameters)
-        self.precision = precision_for(args.precision, self.device)
+        self.strategy.wrap(self.model, args.find_unused_parameters)
+        self.precision = precision_for(args.precision, self.device,
+                                       host_step=args.optimize_on_cpu)
         named_params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         self.stepper = (OffloadedOptimizerStep(named_params, self.precision,
                                                self.strategy.gradients_final_in_hooks)
@@ -114,7 +115,8 @@ class Trainer:
         self._named_params = named_params
         self._checkpoints = checkpointing.Checkpoints(args.output_dir, args.keep_checkpoints,
                                                       self.strategy)
-        self._metrics = MetricsLog(args.output_dir, args.tensorboard, self.strategy.is_main)
+        self._metrics = MetricsLog(args.output_dir, args.tensorboard, self.strategy.is_main,
+                                   echo=self.strategy.is_local_main)
         # the first window checks, before any step, that every gradient can be reduced
         self._gradients_checked = False
         self.global_step, self.epoch, self.micro_in_epoch = 0, 0, 0
@@ -125,6 +127,16 @@ class Trainer:
         self._last_lr = None
 
     # ------------------------------------------------------------------ parts' state
+    @property
+    def wrapped(self) -> nn.Module:
+        """The module the loop calls: DDP or DataParallel around the model, or the model."""
+        wrapped = self.strategy.wrapped
+        if wrapped is None:
+            raise TrainerError("the process group has ended (bert_hub.distributed.shutdown(), "
+                               "which also runs at exit), so this Trainer can no longer run: "
+                               "create a new Trainer")
+        return wrapped
+
     @property
     def optimizer(self) -> torch.optim.Optimizer | None:
         return self.stepper.optimizer
@@ -190,10 +202,12 @@ class Trainer:
         if checkpoint is not None:
             self.load_checkpoint(checkpoint)
             self._metrics.truncate(self.global_step)
-        else:
+        else:  # a new run: nothing of an earlier one in output_dir is continued or mixed in
+            self._checkpoints.remove_all()
+            self._metrics.reset()
             checkpointing.seed_everything(self.args.seed + self.strategy.rank, self.device)
         self.model.train()
-        bar = progress_bar(self.args.progress and self.strategy.is_main, self.total_steps,
+        bar = progress_bar(self.args.progress and self.strategy.is_local_main, self.total_steps,
                            self.global_step)
         per_epoch = self._micro_batches_per_epoch()
         accum, log_steps, save_steps = (self.args.gradient_accumulation_steps,
@@ -312,6 +326,8 @@ class Trainer:
                                "evaluate(dataset)")
         if not is_map_dataset(data):
             raise TrainerError(f"evaluate() got a {type(data).__name__}: pass a map-style dataset")
+        if len(data) == 0:
+            raise TrainerError("evaluate() got an empty dataset: pass at least one example")
         was_training = self.model.training
         self.wrapped.eval()
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -341,8 +357,8 @@ class Trainer:
         self.strategy.all_reduce_sum(weight_sum)
         result = {"eval_loss": float(loss_sum / weight_sum) if weight_sum > 0 else float("nan")}
         if self.compute_metrics is not None:
-            metrics = self.compute_metrics(to_numpy(self._gather(preds)),
-                                           to_numpy(self._gather(labels)))
+            metrics = self.compute_metrics(to_numpy(gather_in_order(preds, self.strategy)),
+                                           to_numpy(gather_in_order(labels, self.strategy)))
             if not isinstance(metrics, Mapping):
                 raise TrainerError(f"compute_metrics returned {type(metrics).__name__}: it must "
                                    "return a dict of metric name -> number")
@@ -356,6 +372,8 @@ class Trainer:
         several tensors. Label keys in dict batches (see label_names) are dropped first."""
         if not is_map_dataset(data):
             raise TrainerError(f"predict() got a {type(data).__name__}: pass a map-style dataset")
+        if len(data) == 0:
+            raise TrainerError("predict() got an empty dataset: pass at least one example")
         was_training = self.model.training
         self.wrapped.eval()
         outputs = []
@@ -364,21 +382,7 @@ class Trainer:
             with self.precision.autocast():
                 outputs.append(detach(predictions_of(call(self.wrapped, batch))))
         self.wrapped.train(was_training)
-        return self._gather(outputs)
-
-    def _gather(self, parts: list):
-        """Per-batch outputs (tensor or tuple of tensors) -> the whole dataset in order."""
-        if isinstance(parts[0], tuple):
-            return tuple(self._gather([p[i] for p in parts]) for i in range(len(parts[0])))
-        try:
-            local = torch.cat(parts)
-        except RuntimeError as error:
-            shapes = sorted({tuple(p.shape[1:]) for p in parts})
-            raise TrainerError(f"outputs of different batches have different shapes {shapes}: "
-                               "pad every example to the same length (e.g. max_seq_length) so "
-                               "they can be concatenated") from error
-        gathered = self.strategy.all_gather_rows(local)
-        return distributed.interleave([g.cpu() for g in gathered])
+        return gather_in_order(outputs, self.strategy)
 
     # ------------------------------------------------------------------ logging
     def _log_training(self, elapsed: float) -> None:
@@ -401,8 +405,10 @@ class Trainer:
     def save_checkpoint(self, path: str | os.PathLike | None = None) -> str:
         """Write ``checkpoint-<global_step>`` in output_dir (or ``path``) atomically and return
         its path: model.safetensors (the fp32 master weights with optimize_on_cpu),
-        optimizer.pt (optimizer, scheduler, scaler), rng_state_<rank>.pt (per rank) and
-        trainer_state.json (step, epoch, position in the epoch, loss sums)."""
+        optimizer.pt (optimizer, scheduler, scaler), rng_state_<rank>.pt (per rank),
+        trainer_state.json (step, epoch, position in the epoch, loss sums) and, when the model
+        has a ``config`` with ``to_json_file`` (bert_hub's models), bert_config.json, so
+        ``from_pretrained(checkpoint)`` loads the checkpoint's weights."""
         path = self._checkpoints.path_for(self.global_step) if path is None else os.fspath(path)
         loss_total = self.strategy.all_reduce_sum(self._loss_total.clone())
         loss_interval = self.strategy.all_reduce_sum(self._loss_interval.clone())
@@ -412,7 +418,8 @@ class Trainer:
                  "loss_interval": float(loss_interval),
                  "windows_interval": self._windows_interval, "last_lr": self._last_lr}
         return self._checkpoints.save(path, self.stepper.weights(self.model.state_dict()),
-                                      self.stepper.state_dict(), state)
+                                      self.stepper.state_dict(), state,
+                                      config=getattr(self.model, "config", None))
 
     def _must_match(self) -> dict:
         return {"world_size": self.strategy.world_size, "batch_size": self.args.batch_size,

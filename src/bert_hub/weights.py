@@ -1,7 +1,8 @@
 """Every read and write of model weights: ``model.safetensors`` (memory-mapped), 0.6.2's
-``pytorch_model.bin`` (``torch.load(weights_only=True)``), one dtype table, one key normaliser
-and one rule for tied weights. ``from_pretrained``, ``save_pretrained``, the converter and the
-Trainer's checkpoints all go through here.
+``pytorch_model.bin`` (``torch.load(weights_only=True)``), Hugging Face's sharded checkpoints
+(``*.index.json`` + shards), one dtype table, one key normaliser and one rule for tied weights.
+``from_pretrained``, ``save_pretrained``, the converter and the Trainer's checkpoints all go
+through here.
 
 Tied weights (one tensor under two names, e.g. the MLM decoder and the word embeddings) are
 stored once: a safetensors file keeps the first name and lists the others in its metadata
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["load_weights", "save_safetensors", "save_bin", "write_safetensors", "atomic_file",
-           "normalise_keys", "map_keys", "tied_names", "TensorInfo"]
+           "normalise_keys", "map_keys", "tied_names", "shard_files", "missing_shards",
+           "TensorInfo"]
 
 # safetensors dtype code -> (torch / numpy dtype name, bytes per element): the format's table.
 DTYPES = {
@@ -36,6 +38,7 @@ DTYPES = {
 }
 _CODE_OF = {name: code for code, (name, _) in DTYPES.items()}
 ALIASES = "aliases"   # the safetensors metadata entry naming tied weights
+INDEX_SUFFIX = ".index.json"   # a sharded checkpoint's index: {"weight_map": {tensor: shard}}
 
 # The MLM decoder weight is the word-embedding matrix (0.6.2, Google, transformers).
 TIED_WEIGHTS = {"cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight"}
@@ -194,18 +197,68 @@ def save_bin(state_dict: Mapping[str, torch.Tensor], f) -> None:
 
 # -- reading ------------------------------------------------------------------------------------
 def load_weights(path) -> Dict[str, torch.Tensor]:
-    """{name: tensor} from a ``.safetensors`` file (memory-mapped, tied names restored) or a
-    ``pytorch_model.bin`` (``torch.load(weights_only=True)``, memory-mapped when it is a zip).
-    Anything else, or anything but names mapped to tensors, is a ``ConversionError`` naming the
-    file and the fix."""
+    """{name: tensor} from a ``.safetensors`` file (memory-mapped, tied names restored), a
+    ``pytorch_model.bin`` (``torch.load(weights_only=True)``, memory-mapped when it is a zip),
+    or every shard a sharded checkpoint's ``*.index.json`` names. Anything else, or anything but
+    names mapped to tensors, is a ``ConversionError`` naming the file and the fix."""
     path = Path(path)
     if not path.is_file():
         raise EntryNotFoundError(f"weights file {str(path)!r} does not exist; pass a "
                                  "model.safetensors or pytorch_model.bin")
+    if path.name.endswith(INDEX_SUFFIX):
+        return _read_shards(path)
+    return _read_file(path)
+
+
+def _read_file(path: Path) -> Dict[str, torch.Tensor]:
     if path.name.endswith(".safetensors"):
         return _read_safetensors(path)
     state = _read_pickle(path)
     _check_state(state, path)
+    return state
+
+
+def shard_files(index_file) -> List[str]:
+    """The shard files a ``*.index.json`` names (plain file names beside it), sorted."""
+    index_file = Path(index_file)
+    try:
+        weight_map = json.loads(index_file.read_text(encoding="utf-8"))["weight_map"]
+        shards = sorted(set(weight_map.values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ConversionError(
+            f"{str(index_file)!r} is not a sharded-checkpoint index (a JSON object whose "
+            f"'weight_map' maps tensor names to shard files): {exc}") from None
+    bad = [s for s in shards if not isinstance(s, str) or "/" in s or "\\" in s
+           or s in ("", ".", "..") or s.endswith(INDEX_SUFFIX)]
+    if bad or not shards:
+        raise ConversionError(f"{str(index_file)!r} names no usable shard files (plain file "
+                              f"names beside it; got {bad or shards!r})")
+    return shards
+
+
+def missing_shards(weights_file) -> List[str]:
+    """The shards a ``*.index.json`` names that are not beside it ([] for any other file)."""
+    weights_file = Path(weights_file)
+    if not weights_file.name.endswith(INDEX_SUFFIX):
+        return []
+    return [s for s in shard_files(weights_file) if not (weights_file.parent / s).is_file()]
+
+
+def _read_shards(index_file: Path) -> Dict[str, torch.Tensor]:
+    """Every shard an index names, each read as a file of its own; the index's tensors must all
+    be there."""
+    missing = missing_shards(index_file)
+    if missing:
+        raise EntryNotFoundError(f"the shards {missing} named by {str(index_file)!r} are not "
+                                 "beside it; download or copy the whole checkpoint again")
+    weight_map = json.loads(index_file.read_text(encoding="utf-8"))["weight_map"]
+    state: Dict[str, torch.Tensor] = {}
+    for shard in shard_files(index_file):
+        state.update(_read_file(index_file.parent / shard))
+    absent = sorted(set(weight_map) - set(state))
+    if absent:
+        raise ConversionError(f"{str(index_file)!r} names tensors its shards do not hold: "
+                              f"{', '.join(absent[:5])}{' ...' if len(absent) > 5 else ''}")
     return state
 
 

@@ -45,6 +45,13 @@ def add_common_args(parser: argparse.ArgumentParser, *, train_batch_size: int = 
         help="keep fp32 master weights and Adam state in host memory")
     add("--seed", type=int, default=42)
     add("--no_cuda", action="store_true", help="run on the CPU even when CUDA is available")
+    add("--save_steps", type=int, default=500,
+        help="a checkpoint every N optimizer steps (and at the end), so a stopped run continues "
+             "where it stopped when started again; 0: only at the end")
+    add("--ddp_timeout", type=float, default=None,
+        help="seconds a process waits for the others (torchrun) before the run fails, so a "
+             "dead machine or a cut network link ends the run instead of hanging it (default: "
+             "bert_hub.distributed.DEFAULT_TIMEOUT_S, 300)")
     add("--local_rank", type=int, default=-1,
         help="set by the legacy torch.distributed.launch; torchrun sets LOCAL_RANK instead")
 
@@ -58,6 +65,11 @@ def check_common_args(parser: argparse.ArgumentParser, args) -> None:
                      f"{args.gradient_accumulation_steps}")
     if args.train_batch_size < 1 or args.eval_batch_size < 1:
         parser.error("--train_batch_size and --eval_batch_size must be >= 1")
+    if args.save_steps < 0:
+        parser.error(f"--save_steps must be >= 0 (0: a checkpoint only at the end), got "
+                     f"{args.save_steps}")
+    if args.ddp_timeout is not None and not args.ddp_timeout > 0:
+        parser.error(f"--ddp_timeout must be a number of seconds > 0, got {args.ddp_timeout}")
     if args.local_rank != -1 and "LOCAL_RANK" not in os.environ:
         os.environ["LOCAL_RANK"] = str(args.local_rank)  # torch.distributed.launch's way
 
@@ -81,13 +93,22 @@ def launch(args):
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
-    strategy = distributed.setup("cpu" if args.no_cuda else None)
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
-        level=logging.INFO if strategy.is_main else logging.WARNING)
+    strategy = distributed.setup("cpu" if args.no_cuda else None, timeout=args.ddp_timeout)
+    configure_logging(strategy)
     logger.info("device %s, %s, world size %d, precision %s", strategy.device, strategy.kind,
                 strategy.world_size, precision(args))
     return strategy
+
+
+def configure_logging(strategy) -> None:
+    """INFO lines from the first process of each machine (rank 0 and, on the other machines,
+    LOCAL_RANK 0: each machine shows its progress, and its warnings once), errors only from the
+    others; under torchrun each line names its rank. Python warnings go through logging too."""
+    shown = strategy.is_main or strategy.is_local_main
+    where = f" [rank {strategy.rank}]" if strategy.world_size > 1 else ""
+    logging.basicConfig(format=f"%(asctime)s %(levelname)s{where} %(name)s: %(message)s",
+                        datefmt="%H:%M:%S", level=logging.INFO if shown else logging.ERROR)
+    logging.captureWarnings(True)
 
 
 def per_device_batch_size(parser: argparse.ArgumentParser, args, strategy) -> int:
@@ -124,9 +145,10 @@ def make_trainer(args, model, train_data, batch_size: int, **kwargs):
         batch_size=batch_size, gradient_accumulation_steps=args.gradient_accumulation_steps,
         warmup_proportion=args.warmup_proportion, precision=precision(args),
         optimize_on_cpu=args.optimize_on_cpu, seed=args.seed, output_dir=args.output_dir,
-        keep_checkpoints=1, eval_batch_size=args.eval_batch_size,
+        save_steps=args.save_steps or None, keep_checkpoints=1,
+        eval_batch_size=args.eval_batch_size,
         device="cpu" if args.no_cuda else None,  # None: the launch decides, as in launch()
-        **kwargs)
+        **kwargs)  # the process group, and its --ddp_timeout, come from launch()
 
 
 def train_and_save(trainer, model, tokenizer, args, strategy) -> dict:
@@ -158,13 +180,15 @@ def write_results(output_dir: str, results: Dict[str, float], name: str = "eval_
 
 
 def run_cli(main) -> None:
-    """Run a script's ``main()``; a BertHubError becomes one line on stderr and exit status 2.
-    The process group (torchrun) is shut down on the way out, as torch asks."""
+    """Run a script's ``main()``; a BertHubError becomes one line on stderr and exit status 2,
+    a collective that timed out or lost a peer (torchrun) one line and exit status 1. The
+    process group is ended on the way out (:func:`bert_hub.distributed.shutdown`)."""
     import sys
 
-    from bert_hub.errors import BertHubError
-
     import torch.distributed as dist
+
+    from bert_hub import distributed
+    from bert_hub.errors import BertHubError
 
     try:
         main()
@@ -173,6 +197,11 @@ def run_cli(main) -> None:
     except BertHubError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    except RuntimeError as error:
+        explained = distributed.explain_collective_error(error)
+        if explained is None:
+            raise
+        print(f"error: {explained}", file=sys.stderr)
+        raise SystemExit(1) from None
     finally:
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+        distributed.shutdown()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from bert_hub.distributed import DEFAULT_TIMEOUT_S
 from bert_hub.errors import InvalidArgumentError, TrainerError
 from bert_hub.training.data import is_map_dataset
 from bert_hub.training.precision import PRECISIONS
@@ -65,6 +66,9 @@ class TrainerArgs:
     progress: bool = True  # a tqdm bar on rank 0 (unless BERT_HUB_DISABLE_PROGRESS=1)
     tensorboard: bool = False  # also TensorBoard events in output_dir/runs
     find_unused_parameters: bool = False  # DDP: the model has parameters forward may not use
+    # seconds a collective waits for the other processes before failing (a dead peer, a cut
+    # link); applies when the Trainer starts the process group
+    ddp_timeout: float = DEFAULT_TIMEOUT_S
 
     def __post_init__(self):
         for name in ("batch_size", "gradient_accumulation_steps", "log_steps"):
@@ -102,6 +106,10 @@ class TrainerArgs:
         if not _is_int(self.num_workers) or self.num_workers < 0:
             _fail(f"num_workers={self.num_workers!r}: use an integer >= 0 (0: load in the "
                   "training process)")
+        if not _is_real(self.ddp_timeout) or not self.ddp_timeout > 0:
+            _fail(f"ddp_timeout={self.ddp_timeout!r}: use a number of seconds > 0 (default "
+                  f"{DEFAULT_TIMEOUT_S:g}; longer when one process may work alone that long, "
+                  "e.g. a first download on one machine)")
         if not isinstance(self.find_unused_parameters, bool):
             _fail(f"find_unused_parameters={self.find_unused_parameters!r}: use True (the "
                   "model has parameters that forward does not use) or False")

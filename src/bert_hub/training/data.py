@@ -1,14 +1,16 @@
 """The loaders the Trainer builds from map-style datasets: training shards that change order each
 epoch and can skip what a resumed run already saw, and evaluation shards that see each example
-exactly once over all ranks."""
+exactly once over all ranks (and their outputs gathered back in dataset order)."""
 from __future__ import annotations
 
 import itertools
+import json
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler, SequentialSampler, Subset
 
-from bert_hub.distributed import Strategy
+from bert_hub.distributed import Strategy, interleave
+from bert_hub.errors import TrainerError
 
 
 def is_map_dataset(data) -> bool:
@@ -54,3 +56,38 @@ def eval_loader(data, strategy: Strategy, *, batch_size: int, collate_fn,
     return DataLoader(shard, batch_size=batch_size, sampler=SequentialSampler(shard),
                       collate_fn=collate_fn, num_workers=num_workers,
                       pin_memory=strategy.device.type == "cuda")
+
+
+def _layout(parts: list) -> list | None:
+    """[dtype, shape past dim 0] of each output in per-batch ``parts`` (None: no batches)."""
+    if not parts:
+        return None
+    first = parts[0] if isinstance(parts[0], tuple) else (parts[0],)
+    return [[str(t.dtype).removeprefix("torch."), list(t.shape[1:])] for t in first]
+
+
+def gather_in_order(parts: list, strategy: Strategy):
+    """This rank's per-batch outputs of an evaluation shard (each a tensor or a tuple of
+    tensors) -> the whole dataset's, in dataset order, on the CPU. A rank whose shard is empty
+    (fewer examples than ranks) takes the outputs' layout from the others."""
+    layouts = [json.loads(b) for b in strategy.all_gather_bytes(json.dumps(_layout(parts)).encode())]
+    known = [layout for layout in layouts if layout is not None]
+    if not known:
+        raise TrainerError("there are no outputs to gather: the dataset is empty")
+    if any(layout != known[0] for layout in known):
+        raise TrainerError(f"the ranks' outputs have different shapes ({known}): pad every "
+                           "example to the same length (e.g. max_seq_length) so they can be "
+                           "gathered")
+    columns = []
+    for i, (dtype, shape) in enumerate(known[0]):
+        batches = [p[i] if isinstance(p, tuple) else p for p in parts]
+        try:
+            local = (torch.cat(batches) if batches
+                     else torch.empty((0, *shape), dtype=getattr(torch, dtype)))
+        except RuntimeError as error:
+            shapes = sorted({tuple(b.shape[1:]) for b in batches})
+            raise TrainerError(f"outputs of different batches have different shapes {shapes}: "
+                               "pad every example to the same length (e.g. max_seq_length) so "
+                               "they can be concatenated") from error
+        columns.append(interleave([g.cpu() for g in strategy.all_gather_rows(local)]))
+    return tuple(columns) if len(columns) > 1 else columns[0]

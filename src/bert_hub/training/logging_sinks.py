@@ -1,6 +1,7 @@
-"""Where the Trainer's metrics go, on rank 0 only: a log line each, ``metrics.jsonl`` in the
-output folder, TensorBoard events (optional), a plot of the curves at the end (when matplotlib
-is installed), and the progress bar."""
+"""Where the Trainer's metrics go: ``metrics.jsonl`` in the output folder, TensorBoard events
+(optional) and a plot of the curves at the end (when matplotlib is installed), on rank 0 only;
+the log line and the progress bar on the first process of each machine, so every machine of a
+run shows its progress."""
 from __future__ import annotations
 
 import json
@@ -91,20 +92,24 @@ def plot_curves(rows: list[dict], file: str) -> None:
 
 
 class MetricsLog:
-    """The Trainer's records, to every sink; nothing on ranks other than the main one."""
+    """The Trainer's records, to every sink on the main rank; ``echo``: also the log line (the
+    first process of every machine shows it; the records are the same on every rank)."""
 
-    def __init__(self, output_dir: str | None, tensorboard: bool, is_main: bool):
+    def __init__(self, output_dir: str | None, tensorboard: bool, is_main: bool,
+                 echo: bool | None = None):
         self.output_dir, self.is_main = output_dir, is_main
+        self.echo = is_main if echo is None else echo
         self.jsonl = JsonlSink(output_dir) if output_dir is not None else None
         self.sinks = [] if self.jsonl is None or not is_main else [self.jsonl]
         if self.sinks and tensorboard:
             self.sinks.append(TensorBoardSink(output_dir))
 
     def log(self, record: dict) -> None:
+        if self.echo:
+            logger.info("%s", " ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
+                                       for k, v in record.items()))
         if not self.is_main:
             return
-        logger.info("%s", " ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
-                                   for k, v in record.items()))
         for sink in self.sinks:
             sink.write(record)
 
@@ -113,6 +118,11 @@ class MetricsLog:
         if self.is_main and self.jsonl is not None:
             self.jsonl.truncate(step)
 
+    def reset(self) -> None:
+        """Forget every record (a new run in this output_dir: its curves are its own)."""
+        if self.is_main and self.jsonl is not None and os.path.isfile(self.jsonl.file):
+            os.remove(self.jsonl.file)
+
     def finish(self) -> None:
         """The plot of the whole run, next to metrics.jsonl."""
         if self.is_main and self.jsonl is not None:
@@ -120,8 +130,8 @@ class MetricsLog:
 
 
 def progress_bar(enabled: bool, total: int, initial: int):
-    """A tqdm bar over optimizer steps, or None when disabled (``progress=False``, not the main
-    rank, or ``BERT_HUB_DISABLE_PROGRESS=1``)."""
+    """A tqdm bar over optimizer steps, or None when disabled (``progress=False``, not the first
+    process of its machine, or ``BERT_HUB_DISABLE_PROGRESS=1``)."""
     if not enabled or env.progress_disabled():
         return None
     from tqdm.auto import tqdm

@@ -128,6 +128,10 @@ class OffloadedOptimizerStep(OptimizerStep):
 
     def __init__(self, named_params: Sequence[tuple[str, nn.Parameter]], precision: Precision,
                  capture_in_hooks: bool = True):
+        if precision.scaler is not None and not precision.host_step:
+            raise TrainerError(f"the {precision.name} precision part scales on the device: "
+                               "build it with precision_for(..., host_step=True) for the "
+                               "offloaded optimizer, so its step-or-skip flag is a host value")
         super().__init__(named_params, precision)
         self.host = HostMasterWeights(self.params)
         self.params = list(self.host.masters)

@@ -18,8 +18,11 @@ class Precision:
     name = "fp32"
     scaler: torch.amp.GradScaler | None = None  # fp16 only
 
-    def __init__(self, device_type: str):
+    def __init__(self, device_type: str, host_step: bool = False):
         self.device_type = device_type
+        # the optimizer steps host copies of the weights (optimize_on_cpu): what decides "step
+        # or skip" must then be a host value, read by host code
+        self.host_step = host_step
 
     def autocast(self):
         """Context for forward passes. fp32 only switches off an autocast the caller entered
@@ -68,13 +71,23 @@ class BF16(Precision):
 class FP16(Precision):
     """fp16 autocast with dynamic loss scaling (``torch.amp.GradScaler``): the loss is scaled
     up before backward so small gradients survive fp16; a window whose gradients hold inf/nan
-    is skipped and the scale halved."""
+    is skipped and the scale halved.
+
+    With ``host_step`` (the optimizer steps fp32 masters on the host) the scaler and its state
+    live on the host: unscaling, the inf/nan flag and the fused CPU Adam's skip decision are
+    host tensors written and read by host kernels. A device scaler would hand them to the CPU
+    through non-blocking device -> host copies, which a CPU kernel may read before they land.
+    Only scaling the loss crosses to the device (host -> device, staged at once)."""
 
     name = "fp16"
 
-    def __init__(self, device_type: str):
-        super().__init__(device_type)
-        self.scaler = torch.amp.GradScaler(device_type)
+    def __init__(self, device_type: str, host_step: bool = False):
+        super().__init__(device_type, host_step)
+        if host_step:
+            self.scaler = torch.amp.GradScaler("cpu")
+            self.scaler.scale(torch.ones(()))  # the scale is created where its first use is
+        else:
+            self.scaler = torch.amp.GradScaler(device_type)
 
     def autocast(self):
         return torch.autocast(self.device_type, dtype=torch.float16)
@@ -105,6 +118,7 @@ class FP16(Precision):
 PRECISIONS = {cls.name: cls for cls in (FP32, BF16, FP16)}
 
 
-def precision_for(name: str, device: torch.device) -> Precision:
-    """The precision part called ``name`` ("fp32", "bf16", "fp16") for ``device``."""
-    return PRECISIONS[name](device.type)
+def precision_for(name: str, device: torch.device, host_step: bool = False) -> Precision:
+    """The precision part called ``name`` ("fp32", "bf16", "fp16") for ``device``;
+    ``host_step``: the optimizer steps on the host (optimize_on_cpu)."""
+    return PRECISIONS[name](device.type, host_step)

@@ -218,7 +218,9 @@ def fp32_nodes(path: Union[str, os.PathLike], patterns: Sequence[str] = FP32_LAY
     modules = {node.name: _module_of(node) for node in graph.node
                if node.op_type in ("MatMul", "Gemm")}
     kept = fp32_modules([m for m in modules.values() if m], patterns)
-    return [node for node, module in modules.items() if module in kept]
+    # The quantiser turns a Gemm into a MatMul named "<gemm>_MatMul" before it reads the list.
+    return [name for node, module in modules.items() if module in kept
+            for name in (node, f"{node}_MatMul")]
 
 
 def _module_of(node) -> Optional[str]:
@@ -237,8 +239,7 @@ def quantize_onnx(src: Union[str, os.PathLike], dst: Union[str, os.PathLike],
     fp32."""
     _require_onnx()
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    # Gemm (the exporter's form of a linear layer on (B, H): pooler, classifiers) stays fp32:
-    # small layers, and the quantiser rewrites a Gemm before it reads nodes_to_exclude.
+    # A Gemm (the exporter's linear on (B, H): pooler, classifiers) becomes a MatMul first.
     quantize_dynamic(str(src), str(dst), per_channel=True, weight_type=QuantType.QInt8,
                      op_types_to_quantize=["MatMul"], nodes_to_exclude=list(exclude))
     return Path(dst)

@@ -24,9 +24,9 @@ def _recursion_limit():
     sys.setrecursionlimit(limit)
 
 
-def tiny(cls):
+def tiny(cls, **kwargs):
     torch.manual_seed(0)
-    return cls(M.BertConfig(**CONFIG)).eval()
+    return cls(M.BertConfig(**CONFIG), **kwargs).eval()
 
 
 def outputs(out):

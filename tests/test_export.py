@@ -14,27 +14,13 @@ from bert_hub import modeling as M
 from bert_hub import export, quantization
 from bert_hub.cli import main
 from bert_hub.errors import ConversionError, InvalidInputError, MissingDependencyError
+from test_compile import CONFIG, _recursion_limit, tiny  # noqa: F401 (a fixture)
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 SENTENCES = Path(__file__).parent / "data" / "sentences.txt"
-CONFIG = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-              intermediate_size=37, max_position_embeddings=64)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _recursion_limit():
-    """Compiling raises Python's recursion limit for the whole process: restored after."""
-    limit = sys.getrecursionlimit()
-    yield
-    sys.setrecursionlimit(limit)
-
-
-def tiny(cls, **kwargs):
-    torch.manual_seed(0)
-    return cls(M.BertConfig(**CONFIG), **kwargs).eval()
 
 
 def as_tuple(out):

@@ -36,8 +36,8 @@ LAYERS: Dict[int, List[str]] = {
     6: ["loading", "tokenization"],
     7: ["modeling", "pipelines.base", "tasks.squad", "tasks.script_support"],
     8: ["pipelines.classification", "pipelines.embeddings", "pipelines.fill_mask",
-        "pipelines.question_answering", "tasks"],
-    9: ["pipelines"],
+        "pipelines.question_answering", "tasks", "quantization"],
+    9: ["pipelines", "export"],
     10: ["pipelines.cli", "demo"],
     11: ["cli"],
 }

@@ -12,7 +12,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = ["forward", "load", "tokenizer_speed", "convert", "download", "first_load", "trainer",
-         "real_length"]
+         "real_length", "deploy"]
 
 
 def main(argv) -> int:

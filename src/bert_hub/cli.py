@@ -218,6 +218,23 @@ def cmd_run(args) -> int:
     return run(args)
 
 
+def cmd_export(args) -> int:
+    from . import export
+    kwargs = {}
+    if args.num_labels is not None:
+        kwargs["num_labels"] = args.num_labels
+    if args.num_choices is not None:
+        kwargs["num_choices"] = args.num_choices
+    start = time.perf_counter()
+    model = export.load_for_export(args.model, args.head, cache_dir=args.cache_dir, **kwargs)
+    path = export.export_onnx(model, args.onnx, int8=args.int8,
+                              opset=args.opset or export.OPSET, verify=not args.no_verify)
+    checked = "" if args.no_verify else ", checked against PyTorch with ONNX Runtime"
+    print(f"wrote {path} ({_human(path.stat().st_size)}, {args.head}"
+          f"{', int8' if args.int8 else ''}{checked}; {time.perf_counter() - start:.1f} s)")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .demo import DEFAULT_TEXTS, run_demo
     run_demo(cache_dir=args.cache_dir, output_dir=args.output_dir,
@@ -294,6 +311,25 @@ def build_parser() -> argparse.ArgumentParser:
     from .pipelines.cli import add_arguments
     add_arguments(p)
     p.set_defaults(func=cmd_run)
+
+    p = with_cache_dir(sub.add_parser("export", help="a model as an ONNX file (optionally int8), "
+                                                     "checked with ONNX Runtime"))
+    p.add_argument("model", metavar="MODEL",
+                   help="registry name, model folder, archive, URL or Hugging Face Hub id")
+    p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the ONNX file to write")
+    p.add_argument("--head", default="model",
+                   help="model, pretraining, masked-lm, next-sentence, sequence-classification, "
+                        "multiple-choice, token-classification or question-answering "
+                        "(default: model, the encoder)")
+    p.add_argument("--num-labels", type=int, default=None,
+                   help="classification heads: number of labels (default: the config's)")
+    p.add_argument("--num-choices", type=int, default=None, help="multiple-choice: choices")
+    p.add_argument("--int8", action="store_true",
+                   help="quantise the linear layers to int8 (ONNX Runtime, per channel)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the check of ONNX Runtime's output against PyTorch's")
+    p.set_defaults(func=cmd_export)
 
     p = with_cache_dir(sub.add_parser(
         "demo", help="the embedded demo model through the hub, fine-tuned, saved, reloaded, "

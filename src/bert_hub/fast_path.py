@@ -10,6 +10,9 @@ here, beside a plain path that computes the same thing with public ops:
   with one (H, 3H) matmul over a view of the three, without a copy. Parameter objects and
   names stay 0.6.2's.
 
+Under a tracer (``is_tracing()``: torch.compile, torch.export, TorchScript, ONNX export) the
+plain path is taken too: a graph holds public ops only.
+
 ``ENABLED = False`` takes the plain path everywhere (to compare, or to rule the fast path out).
 A torch whose private op is missing, raises, or computes something else (checked once per
 activation and dtype against ``F.linear``) costs speed, never correctness: the plain path
@@ -64,7 +67,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] =
 
     ``name``, the activation's key in ACT2FN, lets oneDNN fuse it into the matmul."""
     fused = _NO_ACTIVATION if activation is None else _POST_OPS.get(name)
-    if fused is not None and _onednn_ok(x, weight, bias):
+    if fused is not None and not is_tracing() and _onednn_ok(x, weight, bias):
         post_op, algorithm, _ = fused
         key = (post_op, algorithm, x.dtype)
         op = _onednn_ops[key] if key in _onednn_ops else _verified_op(fused, x.dtype)
@@ -153,7 +156,9 @@ class PackedQKV(nn.Module):
     @torch.no_grad()
     def pack_qkv(self) -> None:
         for attr in ("weight", "bias"):
-            params = [getattr(m, attr) for m in self._projections()]
+            params = [getattr(m, attr, None) for m in self._projections()]
+            if not all(isinstance(p, torch.Tensor) for p in params):    # e.g. int8 layers
+                continue
             if adjacent_rows(tuple(params)) is not None or params[0].is_meta:
                 continue
             if len({(p.dtype, p.device, p.shape) for p in params}) != 1:
@@ -171,7 +176,10 @@ class PackedQKV(nn.Module):
     def project_qkv(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(query, key, value), each (B, S, H), from x (B, S, H)."""
         projections = self._projections()
-        if not ENABLED or any(m._forward_hooks or m._forward_pre_hooks for m in projections):
+        # Traced: three public matmuls (no storage checks, no per-call copy of the weights).
+        if not ENABLED or is_tracing() or any(m._forward_hooks or m._forward_pre_hooks
+                                              or not isinstance(m, nn.Linear)
+                                              for m in projections):
             return tuple(m(x) for m in projections)
         weights = tuple(m.weight for m in projections)
         biases = tuple(m.bias for m in projections)

@@ -9,6 +9,7 @@ import torch
 
 from .config import BertConfig
 from .errors import ConfigError, InvalidInputError
+from .fast_path import is_tracing
 
 _INTEGER_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 
@@ -56,6 +57,8 @@ def _check_ids(name: str, ids: torch.Tensor, limit: int, limit_name: str) -> Non
         raise InvalidInputError(
             f"{name} must hold integer ids (torch.long), got dtype {ids.dtype}; "
             f"convert with {name}.long()")
+    if is_tracing():   # a graph must not depend on values: the embedding's own bounds check
+        return         # is what catches a bad id in a compiled or exported model
     low, high = torch.aminmax(ids)
     low, high = int(low), int(high)
     if low < 0:

@@ -256,8 +256,11 @@ class BertPooler(nn.Module):
 def _extended_mask(attention_mask: Optional[torch.Tensor],
                    dtype: torch.dtype) -> Optional[torch.Tensor]:
     """(B, S) 1/0 mask -> additive (B, 1, 1, S): 0 to attend, -10000 not (as Google and 0.6.2).
-    An all-ones mask changes nothing, so it becomes None (lets SDPA skip the mask)."""
-    if attention_mask is None or bool((attention_mask == 1).all()):
+    An all-ones mask changes nothing, so in eager mode it becomes None (lets SDPA skip the mask).
+    Under a tracer the mask is always applied: a traced graph must not depend on its values."""
+    if attention_mask is None:
+        return None
+    if not fast_path.is_tracing() and bool((attention_mask == 1).all()):
         return None
     mask = attention_mask[:, None, None, :].to(dtype)
     return (1.0 - mask) * -10000.0

@@ -3,7 +3,8 @@
 Op-for-op with Google's TensorFlow BERT and a drop-in for pytorch-pretrained-bert 0.6.2: the same
 constructors, forward signatures, return conventions and parameter names
 (``bert.encoder.layer.0.attention.self.query.weight``, ``LayerNorm.weight``), so 0.6.2 state
-dicts load unchanged. This file is the network; its speed-ups live in ``fast_path`` (every
+dicts load unchanged. This file is the network; its building blocks (activations, ``Linear``,
+``BertLayerNorm``) are in ``layers``, its speed-ups in ``fast_path`` (every
 ``Linear`` and the query/key/value projection go through it) and ``unpadding`` (padded batches
 computed on their real tokens only), loading in ``loading`` and ``weights``, input checks in
 ``input_checks``.
@@ -30,6 +31,7 @@ from .config import BertConfig
 from .errors import ConfigError, InvalidInputError
 from .filenames import CONFIG_NAME, SAFE_WEIGHTS_NAME
 from .input_checks import check_flag, check_inputs, check_positive
+from .layers import ACT2FN, BertLayerNorm, Embedding, Linear, gelu, gelu_tanh, swish  # noqa: F401
 
 __all__ = [
     "BertConfig", "BertLayerNorm", "BertPreTrainedModel", "BertModel", "BertForPreTraining",
@@ -39,72 +41,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-# -- activations --------------------------------------------------------------------------------
-def gelu(x: torch.Tensor) -> torch.Tensor:
-    """Exact GELU, x * Phi(x) with the erf (0.6.2's and Google's original ``gelu``)."""
-    return F.gelu(x)
-
-
-def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
-    """The tanh approximation of GELU (Hugging Face's ``gelu_new``)."""
-    return F.gelu(x, approximate="tanh")
-
-
-def swish(x: torch.Tensor) -> torch.Tensor:
-    return F.silu(x)
-
-
-def _identity(x: torch.Tensor) -> torch.Tensor:
-    return x
-
-
-ACT2FN = {
-    "gelu": gelu, "relu": F.relu, "swish": swish, "silu": swish, "gelu_new": gelu_tanh,
-    "gelu_pytorch_tanh": gelu_tanh, "tanh": torch.tanh, "linear": _identity,
-}
-
-
-# -- layers -------------------------------------------------------------------------------------
-class _NoInitOnMeta:
-    """Built on the meta device (``from_pretrained``), a model must not run any init op: on meta,
-    torch runs them through Python decompositions that import torch._dynamo (seconds)."""
-
-    def reset_parameters(self) -> None:
-        if not self.weight.is_meta:
-            super().reset_parameters()
-
-
-class Linear(_NoInitOnMeta, nn.Linear):
-    """``nn.Linear`` (same parameters, same init) computed by the fast path, then ``activation``
-    (a name of ACT2FN, a callable or None), fused into the matmul where the fast path can."""
-
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, activation=None):
-        super().__init__(in_features, out_features, bias)
-        self.activation = activation
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        act = self.activation
-        if isinstance(act, str):
-            return fast_path.linear(x, self.weight, self.bias, ACT2FN[act], name=act)
-        return fast_path.linear(x, self.weight, self.bias, act)
-
-    def extra_repr(self) -> str:
-        act = self.activation
-        name = act if act is None or isinstance(act, str) else getattr(act, "__name__", act)
-        return super().extra_repr() + ("" if act is None else f", activation={name}")
-
-
-class Embedding(_NoInitOnMeta, nn.Embedding):
-    pass
-
-
-class BertLayerNorm(_NoInitOnMeta, nn.LayerNorm):
-    """TensorFlow-style LayerNorm (epsilon inside the square root, 1e-12); params weight/bias."""
-
-    def __init__(self, hidden_size: int, eps: float = 1e-12):
-        super().__init__(hidden_size, eps=eps)
 
 
 # -- the encoder --------------------------------------------------------------------------------

@@ -296,6 +296,8 @@ class _HubHandler(BaseHTTPRequestHandler):
                                {"X-Repo-Commit": sha})
         headers = {"X-Repo-Commit": sha, "Accept-Ranges": "bytes"}
         if name.endswith(LFS_SUFFIXES):
+            # Git LFS's pointer-file text (the ETag is its blob id); the first line names the
+            # spec version as every pointer file does: an identifier, never fetched.
             pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:" \
                       f"{hashlib.sha256(data).hexdigest()}\nsize {len(data)}\n".encode()
             headers.update({"ETag": f'"{git_blob_id(pointer)}"',

@@ -191,8 +191,8 @@ class Checkpoints:
                     "epoch depends on it), or start afresh with train(resume=False) / a new "
                     "output_dir")
         weights = load_weights(os.path.join(path, MODEL_FILE))
-        training = torch.load(os.path.join(path, OPTIMIZER_FILE), map_location="cpu",
-                              weights_only=True)
+        optimizer_file = os.path.join(path, OPTIMIZER_FILE)
+        training = torch.load(optimizer_file, map_location="cpu", weights_only=True)
         rng_file = os.path.join(path, f"rng_state_{self.strategy.rank}.pt")
         set_rng_state(torch.load(rng_file, map_location="cpu", weights_only=True))
         return weights, training, state

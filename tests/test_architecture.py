@@ -24,13 +24,14 @@ DOC = ROOT / "docs" / "architecture.md"
 # __init__). A module imports only modules of lower layers. docs/architecture.md has the same.
 LAYERS: Dict[int, List[str]] = {
     0: ["bert_hub", "errors", "filenames", "fast_path", "training", "training.precision",
-        "tasks.squad_metrics"],
+        "tasks.squad_metrics", "serve.metrics", "serve.schemas", "serve.page"],
     1: ["env", "config", "registry", "disk", "fetcher", "gzip_reader", "leveldb_table", "weights",
         "distributed", "optimization", "wordpiece", "sequence_pairs", "training.batches", "unpadding",
-        "layers"],
+        "layers", "serve.settings", "serve.errors"],
     2: ["manifest", "archive", "cache_layout", "transfer", "http_fetcher", "s3_fetcher",
         "tf_checkpoint", "input_checks", "hf_hub", "token_offsets", "training.data", "training.checkpointing",
-        "training.logging_sinks", "training.optimizer_step", "tasks.glue", "tasks.pretraining"],
+        "training.logging_sinks", "training.optimizer_step", "tasks.glue", "tasks.pretraining",
+        "serve.scheduler"],
     3: ["download", "convert", "training.arguments"],
     4: ["cache", "trainer"],
     5: ["hub"],
@@ -39,8 +40,13 @@ LAYERS: Dict[int, List[str]] = {
     8: ["pipelines.classification", "pipelines.embeddings", "pipelines.fill_mask",
         "pipelines.question_answering", "tasks", "quantization"],
     9: ["pipelines", "export"],
-    10: ["pipelines.cli", "demo"],
-    11: ["cli"],
+    10: ["pipelines.cli", "demo", "serve.engine"],
+    11: ["serve.state"],
+    12: ["serve.operations", "serve.guard"],
+    13: ["serve.tei_routes", "serve.openai_routes", "serve.hf_routes"],
+    14: ["serve.app"],
+    15: ["serve.cli"],
+    16: ["serve", "cli"],
 }
 # Never import torch, not even inside a function: `bert-hub download` stays light.
 LIGHT = ["registry", "download", "fetcher", "http_fetcher", "s3_fetcher", "transfer", "cache",

@@ -36,8 +36,17 @@ def check_texts(state: ServerState, texts: Sequence, what: str = "inputs") -> No
         raise InvalidInputError(f"{what} holds {len(texts)} inputs, more than this server takes in one "
                                 f"request ({limit}, --max-client-batch-size): split the request")
     for number, text in enumerate(texts):
-        if len(text) == 0 or (isinstance(text, str) and not text.strip()):
+        if not isinstance(text, str):
+            if len(text) == 0:
+                raise InvalidInputError(f"{what}[{number}] is empty: every input needs some tokens")
+            continue
+        if not text.strip():
             raise InvalidInputError(f"{what}[{number}] is empty: every input needs some text")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInputError(f"{what}[{number}] is not valid Unicode ({exc.reason} at "
+                                    f"character {exc.start}): send UTF-8 text") from None
 
 
 def _no_prompt(prompt_name: Optional[str]) -> None:
@@ -88,6 +97,7 @@ async def predict(state: ServerState, receive, items: List[Tuple[str, Optional[s
     """Per text (or pair): its labels, best first."""
     engine = engine_for(state, ("classify", "rerank"), "POST /predict")
     check_texts(state, [text for text, _ in items])
+    check_texts(state, [pair for _, pair in items if pair is not None] or ["-"], "text pairs")
     if top_k is not None and top_k < 1:
         raise InvalidInputError(f"top_k must be a positive integer, got {top_k}")
     rows = await run_in_threadpool(engine.encode, [t for t, _ in items], [p for _, p in items],

@@ -28,8 +28,9 @@ LONG = " ".join(["the city of paris is a simple answer"] * 40)        # ~ 300 to
 
 def assert_close(got, expected, rel=1e-5):
     """Equal within ``rel`` of the values' magnitude (kernels round differently per CPU)."""
-    got = torch.tensor(np.array(got, dtype=np.float32))
-    expected = torch.tensor(np.array(expected, dtype=np.float32))
+    as_array = lambda x: x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.array(x)  # noqa: E731
+    got = torch.tensor(as_array(got).astype(np.float32))
+    expected = torch.tensor(as_array(expected).astype(np.float32))
     scale = max(1.0, float(expected.abs().max())) if expected.numel() else 1.0
     torch.testing.assert_close(got, expected, rtol=rel, atol=rel * scale)
 
@@ -296,6 +297,7 @@ def test_metrics_count_real_tokens(servers, pipes):
     row = len(pipe.windows([(question, context)], pipe.options())[0].input_ids)
     assert after["bert_hub_serve_tokens_total"] - before["bert_hub_serve_tokens_total"] == 3 * row
     assert after["bert_hub_serve_inputs_total"] - before["bert_hub_serve_inputs_total"] == 3
+    assert 'bert_hub_serve_requests_total{route="/",status="200"}' in server.get("/metrics").text
 
 
 def test_a_route_for_another_task_says_which_one_to_use(servers):

@@ -64,10 +64,12 @@ def create_app(model: Union[str, Pipeline, None] = None, *, settings: Optional[S
                   description="BERT inference: text-embeddings-inference, OpenAI and Hugging Face "
                               "inference routes over one token-budget scheduler.")
     app.state.bert_hub = state
-    for module in (tei_routes, openai_routes, hf_routes, page):
-        app.include_router(module.router)
+    routers = [module.router for module in (tei_routes, openai_routes, hf_routes, page)]
+    for router in routers:
+        app.include_router(router)
     _add_error_handlers(app)
-    app.add_middleware(Guard, state=state, routes={getattr(r, 'path', None) for r in app.routes})
+    paths = {route.path for router in routers for route in router.routes}   # the metrics' route labels
+    app.add_middleware(Guard, state=state, routes=paths)
     return app
 
 

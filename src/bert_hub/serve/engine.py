@@ -122,7 +122,7 @@ class Engine:
         if settings.dtype == "int8":
             from ..quantization import quantize_dynamic
             model = quantize_dynamic(model)
-        tokenizer = BertTokenizer.from_pretrained(name, use_fast=_rust_tokenizer_installed(), **load)
+        tokenizer = BertTokenizer.from_pretrained(name, use_fast=rust_tokenizer_installed(), **load)
         options = {}
         if task == "embed":
             from ..hub import resolve_model
@@ -273,7 +273,8 @@ class Engine:
         return info
 
 
-def _rust_tokenizer_installed() -> bool:
+def rust_tokenizer_installed() -> bool:
+    """The Rust tokenizer (identical output, faster) when `tokenizers` is installed."""
     try:
         import tokenizers  # noqa: F401
     except ImportError:

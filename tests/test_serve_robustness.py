@@ -274,3 +274,35 @@ def test_sigterm_under_load_answers_every_accepted_request_and_exits_0(apps):
     assert all(len(r.json()) == 3 for r in results)
     with pytest.raises(requests.ConnectionError):
         server.get("/health", timeout=5)
+
+
+def test_a_chunked_body_over_the_limit_is_refused_on_the_bytes_received(apps):
+    server = apps["plain"]                         # --payload-limit 200000
+
+    def chunks():
+        yield b'{"inputs": "'
+        for _ in range(30):
+            yield b"a" * 10_000
+        yield b'"}'
+
+    got = requests.post(server.url + "/embed", data=chunks(), timeout=30,
+                        headers={"Content-Type": "application/json"})   # no Content-Length: chunked
+    assert got.status_code == 413 and got.json()["error_type"] == "payload_too_large"
+    assert server.post("/embed", {"inputs": "fine"}).status_code == 200
+
+
+def test_loading_and_draining_answer_503(folder):
+    from fastapi.testclient import TestClient
+
+    from bert_hub.serve import create_app
+    app = create_app(str(folder), warmup=False)
+    state = app.state.bert_hub
+    with TestClient(app) as client:
+        assert state.wait_ready(60)
+        assert client.post("/embed", json={"inputs": "a"}).status_code == 200
+        state.drain()
+        health = client.get("/health")
+        assert health.status_code == 503 and health.json()["status"] == "draining"
+        refused = client.post("/embed", json={"inputs": "a"})
+        assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+        assert client.get("/metrics").status_code == 200

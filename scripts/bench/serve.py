@@ -19,6 +19,10 @@ infinity-emb 0.0.78 is installed by this script into bench-results/venvs/infinit
 CPU torch (once; later runs reuse it). Runs offline.
 
     python scripts/bench/serve.py [--seconds 10] [--rounds 2] [--soak-seconds 600] [--smoke]
+
+Every contender inherits this process's environment: on a machine shared with other work, run
+it with ``OMP_WAIT_POLICY=PASSIVE`` (OpenMP threads that spin while another process holds their
+core make every contender's small forwards many times slower; the report records the setting).
 """
 from __future__ import annotations
 
@@ -365,7 +369,8 @@ def main(argv=None) -> int:
     folders = {"embed": minilm, "classify": make_classifier(RESULTS / "bert-base-classifier", minilm)}
     texts = workload()
     report = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                          "loadavg_start": Path("/proc/loadavg").read_text().split()[:3]},
+                          "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
+                          "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "(unset)")},
               "settings": vars(args), "targets": TARGETS}
     for task in args.models:
         limit = 256 if task == "embed" else 512

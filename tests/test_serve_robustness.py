@@ -306,3 +306,23 @@ def test_loading_and_draining_answer_503(folder):
         refused = client.post("/embed", json={"inputs": "a"})
         assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
         assert client.get("/metrics").status_code == 200
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "int8"])
+def test_bfloat16_and_int8_serve_close_to_float32(folder, dtype):
+    import torch
+    from fastapi.testclient import TestClient
+
+    from bert_hub.serve import create_app
+    texts = ["a fine film", "john lives in paris", "the simple question of a good film"]
+    vectors = {}
+    for kind in ("float32", dtype):
+        app = create_app(str(folder), dtype=kind)
+        with TestClient(app) as client:
+            assert app.state.bert_hub.wait_ready(60), app.state.bert_hub.problem
+            assert client.get("/info").json()["model_dtype"] == kind
+            got = client.post("/embed", json={"inputs": texts})
+            assert got.status_code == 200, got.text
+            vectors[kind] = torch.tensor(got.json())
+    cosine = (vectors["float32"] * vectors[dtype]).sum(-1)          # unit vectors
+    assert vectors[dtype].shape == (3, 32) and float(cosine.min()) > 0.98, cosine

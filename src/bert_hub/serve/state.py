@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from typing import Any, List, Optional
 
@@ -18,6 +19,12 @@ from .settings import ServeSettings
 logger = logging.getLogger(__name__)
 
 LOADING, READY, DRAINING, FAILED = "loading", "ready", "draining", "failed"
+# oneDNN keeps compiled kernels per input shape (torch's ideep cache: LRU_CACHE_CAPACITY, and
+# oneDNN's own: ONEDNN_PRIMITIVE_CACHE_CAPACITY), 1024 each by default. Every batch the
+# scheduler forms has its own token count, each count cached costs 1-2 MB (all-MiniLM-L6-v2),
+# so a long-running server would grow by gigabytes; 64 entries plateau within a minute at
+# saturation (docs/serve.md). A value the user set is kept.
+KERNEL_CACHE_ENTRIES = {"LRU_CACHE_CAPACITY": "64", "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "64"}
 
 
 class ServerState:
@@ -41,6 +48,8 @@ class ServerState:
             self._loader.start()
 
     def _load(self) -> None:
+        for name, value in KERNEL_CACHE_ENTRIES.items():     # read at the first forward
+            os.environ.setdefault(name, value)
         try:
             if self.settings.threads is not None:
                 import torch
@@ -83,7 +92,8 @@ class ServerState:
 
     # -- requests ----------------------------------------------------------------------------------
     def require_ready(self) -> Engine:
-        if self.status == READY and self.engine is not None:
+        """The engine; while draining too, for requests accepted before (the guard refuses new ones)."""
+        if self.status in (READY, DRAINING) and self.engine is not None:
             return self.engine
         raise UnavailableError({LOADING: "the model is still loading; retry when GET /health answers 200",
                                 DRAINING: "the server is shutting down; send the request to another replica",

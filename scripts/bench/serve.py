@@ -11,8 +11,10 @@ tokens of the inputs answered, as BERT's tokenizer counts them, [CLS]/[SEP] incl
 p99 latency, peak RSS of each server (VmHWM). Then, for bert_hub:
 
 - the token floor: one dense forward in-process over a batch of the same real tokens (64 inputs
-  of mean length, no padding, no server): the server's tokens/s at 64 clients against it;
-- concurrency 1: the server's p50 against one in-process pipeline call on that input;
+  of mean length, no padding, no server), measured right before and after the 64-client phases:
+  the server's tokens/s at 64 clients against their mean;
+- concurrency 1: the server's p50 against one in-process pipeline call on that input (measured
+  right before and after the 1-client phases);
 - a soak: ``--soak-seconds`` at 64 clients: RSS growth after the first minute, errors.
 
 infinity-emb 0.0.78 is installed by this script into bench-results/venvs/infinity with the same
@@ -297,20 +299,32 @@ def bench_model(task, folder, infinity, texts, tokens, args, report):
     try:
         for c in started:
             c.wait_ready()
-        results = {}
+        results, references = {}, {"floor": [], "single": []}
+        mean = round(statistics.mean(tokens))
         for concurrency in args.concurrency:
+            # The in-process references, right before and after the phases they are compared
+            # with (the servers idle meanwhile): the same load as the phases, as far as it can be.
+            if concurrency == max(args.concurrency):
+                references["floor"].append(token_floor(folder, task, mean))
+            if concurrency == 1:
+                references["single"].append(in_process_single(folder, task, texts))
             phases = {c.name: [] for c in started}
             for r in range(args.rounds):
                 order = started[r % len(started):] + started[: r % len(started)]
                 for c in order:
                     phases[c.name].append(run_phase(c, texts, tokens, concurrency, args.seconds))
             results[concurrency] = {name: summarise(p) for name, p in phases.items()}
+            if concurrency == max(args.concurrency):
+                references["floor"].append(token_floor(folder, task, mean))
+            if concurrency == 1:
+                references["single"].append(in_process_single(folder, task, texts))
             for name, s in results[concurrency].items():
                 print(f"{task:8} c={concurrency:<3} {name:9} {s['inputs_per_s']:8.1f} in/s "
                       f"{s['tokens_per_s']:9.0f} tok/s  p50 {s['p50_ms']:7.1f} ms  p99 {s['p99_ms']:7.1f} ms  "
                       f"{s['statuses']} errors {s['errors']}", flush=True)
         report[task] = {"concurrency": {str(k): v for k, v in results.items()},
-                        "peak_rss_mb": {c.name: c.rss_mb() for c in started}}
+                        "peak_rss_mb": {c.name: c.rss_mb() for c in started}, "mean_tokens": mean,
+                        "token_floor_runs": references["floor"], "in_process_single_runs": references["single"]}
         ours = next(c for c in started if c.name == "bert_hub")
         if task == "embed" and args.soak_seconds:
             report["soak"] = soak(ours, texts, tokens, args.soak_seconds)
@@ -376,13 +390,12 @@ def main(argv=None) -> int:
         limit = 256 if task == "embed" else 512
         tokens = token_counts(folders[task], texts, limit)
         bench_model(task, folders[task], infinity, texts, tokens, args, report)
-        mean = round(statistics.mean(tokens))
-        floor = token_floor(folders[task], task, mean)
-        single = in_process_single(folders[task], task, texts)
+        floor = statistics.mean(report[task]["token_floor_runs"] or [float("nan")])
+        single = statistics.mean(report[task]["in_process_single_runs"] or [float("nan")])
+        mean = report[task]["mean_tokens"]
         ours = report[task]["concurrency"]
         report[task]["token_floor_tokens_per_s"] = floor
         report[task]["in_process_single_ms"] = single
-        report[task]["mean_tokens"] = mean
         if "64" in ours:
             report[task]["floor_ratio"] = ours["64"]["bert_hub"]["tokens_per_s"] / floor
             report[task]["vs_infinity_64"] = _ratio(ours["64"]["bert_hub"]["inputs_per_s"],

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from floats import assert_close
 from http_server import Fault
 from mirror import GOOGLE_PATH, TF_TINY, TOP, google_zip
 
@@ -54,7 +55,7 @@ def test_registry_name_downloads_once_converts_lazily_and_matches(mirror):
     assert (entry / "model.safetensors").exists()          # converted on first load
     assert (entry / "bert_model.ckpt.index").exists()
     for ours, ref in zip(outputs(model), outputs(reference_model())):
-        torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
+        assert_close(ours, ref, tol=1e-6)
     # Second load, with an alias: no request at all, even with the server gone.
     mirror.stop()
     again = BertModel.from_pretrained("tiny_L-2")
@@ -113,7 +114,7 @@ def test_archive_url_and_flat_archive(file_server, tmp_path):
     file_server.put("/x/flat.zip", google_zip(top=None))
     model = BertForPreTraining.from_pretrained(file_server.url("/x/flat.zip"))
     for ours, ref in zip(outputs(model), outputs(reference_model())):
-        torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
+        assert_close(ours, ref, tol=1e-6)
     BertTokenizer.from_pretrained(file_server.url("/x/flat.zip"))
     assert file_server.count("/x/flat.zip") == 1
 
@@ -142,7 +143,7 @@ def test_local_archive_and_google_folder(tmp_path):
     ref = outputs(reference_model())
     for model in (from_zip, from_folder):
         for ours, expected in zip(outputs(model), ref):
-            torch.testing.assert_close(ours, expected, rtol=0, atol=1e-6)
+            assert_close(ours, expected, tol=1e-6)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only folders")
@@ -153,7 +154,7 @@ def test_read_only_google_folder_converts_in_memory(tmp_path):
     try:
         model = BertForPreTraining.from_pretrained(folder)
         assert not (folder / "model.safetensors").exists()
-        torch.testing.assert_close(outputs(model)[0], outputs(reference_model())[0], rtol=0, atol=1e-6)
+        assert_close(outputs(model)[0], outputs(reference_model())[0], tol=1e-6)
     finally:
         folder.chmod(0o755)
 
@@ -165,7 +166,7 @@ def test_read_only_google_folder_converts_in_memory_via_flag(tmp_path, monkeypat
     monkeypatch.setattr(hub, "_writable", lambda path: False)
     model = BertForPreTraining.from_pretrained(folder)
     assert not (folder / "model.safetensors").exists()
-    torch.testing.assert_close(outputs(model)[0], outputs(reference_model())[0], rtol=0, atol=1e-6)
+    assert_close(outputs(model)[0], outputs(reference_model())[0], tol=1e-6)
 
 
 def test_truncated_converted_file_is_redone_not_served(mirror):
@@ -175,7 +176,7 @@ def test_truncated_converted_file_is_redone_not_served(mirror):
     weights.write_bytes(good[: len(good) // 2])
     model = BertForPreTraining.from_pretrained("tiny-bert")
     assert weights.read_bytes() == good
-    torch.testing.assert_close(outputs(model)[0], outputs(reference_model())[0], rtol=0, atol=1e-6)
+    assert_close(outputs(model)[0], outputs(reference_model())[0], tol=1e-6)
     assert mirror.count(GOOGLE_PATH) == 1
 
 
@@ -256,7 +257,7 @@ def test_killed_download_resumes_with_range(mirror, tmp_path):
     ranges = mirror.ranges(GOOGLE_PATH)
     assert ranges[0] is None and ranges[-1] is not None and ranges[-1].startswith("bytes=")
     assert int(ranges[-1][len("bytes="):].rstrip("-")) > 0
-    torch.testing.assert_close(outputs(model)[0], outputs(reference_model())[0], rtol=0, atol=1e-6)
+    assert_close(outputs(model)[0], outputs(reference_model())[0], tol=1e-6)
     assert not part.exists()
 
 
@@ -309,7 +310,7 @@ def test_062_tar_gz_archive_from_disk_and_url(tmp_path, file_server):
         for source in (archive, file_server.url("/models/bert-tiny.tar.gz")):
             ours = BertForPreTraining.from_pretrained(source)
             for a, b in zip(ours(ids), expected):
-                torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+                assert_close(a, b)
 
 
 def test_google_folder_reconverted_when_its_checkpoint_is_newer(tmp_path):
@@ -449,7 +450,7 @@ def test_full_disk_keeps_the_verified_download(mirror, monkeypatch):
     assert not (root / "models" / "tiny-bert").exists()
     assert sorted(p.name for p in (root / ".tmp").iterdir()) == [kept.name]
     model = BertForPreTraining.from_pretrained("tiny-bert")
-    torch.testing.assert_close(outputs(model)[0], outputs(reference_model())[0], rtol=0, atol=1e-6)
+    assert_close(outputs(model)[0], outputs(reference_model())[0], tol=1e-6)
     assert mirror.count(GOOGLE_PATH) == 1                       # extracted, not downloaded again
     assert not kept.exists()
 

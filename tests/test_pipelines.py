@@ -130,6 +130,21 @@ def test_text_classification_equals_transformers(models):
         close(ours(REVIEWS, top_k=None), theirs(REVIEWS, top_k=None))
 
 
+def test_an_empty_second_text_is_no_pair(models):
+    """As 0.6.2 builds GLUE inputs: a pair whose second text is empty, whitespace or zero-width
+    only is classified as the first text alone (``[CLS] a [SEP]``, no second [SEP])."""
+    ours = pipeline("text-classification", model=models / "cls")
+    alone = ours(REVIEWS[1], top_k=None)
+    for empty in ("", "   ", "\u200b"):
+        close(ours({"text": REVIEWS[1], "text_pair": empty}, top_k=None), alone)
+    mixed = ours([{"text": REVIEWS[1], "text_pair": ""}, {"text": REVIEWS[0], "text_pair": "ok"}],
+                 top_k=None)
+    close(mixed[0], alone)
+    close(mixed[1], ours({"text": REVIEWS[0], "text_pair": "ok"}, top_k=None))
+    rows = ours.encode_texts([REVIEWS[1]], [" "])
+    assert rows[0].input_ids.count(ours.sep_id) == 1 and set(rows[0].token_type_ids) == {0}
+
+
 def test_text_classification_function_from_the_config(models, tmp_path):
     close(pipeline("text-classification", model=models / "one")(REVIEWS),
           transformers.pipeline("text-classification", model=str(models / "one"))(REVIEWS))  # sigmoid

@@ -343,8 +343,10 @@ class BertTokenizer:
 
     def _assemble(self, a: list[int], b: list[int] | None, limit: int | None,
                   truncation: bool) -> dict[str, list[int]]:
-        """Google's layout: [CLS] a [SEP] (b [SEP]); pairs truncated longest-first."""
-        length = len(a) + (0 if b is None else len(b)) + (2 if b is None else 3)
+        """Google's layout: [CLS] a [SEP] (b [SEP]); pairs truncated longest-first; an empty b
+        (a second text with no word pieces) cut for as a pair, with no second [SEP]
+        (``sequence_pairs``)."""
+        length = len(a) + (0 if b is None else len(b)) + sequence_pairs.special_count(b)
         if limit is not None and length > limit and not truncation:
             raise InvalidInputError(
                 f"the encoded sequence has {length} tokens, more than max_length={limit}; "
@@ -367,11 +369,14 @@ class BertTokenizer:
         ``attention_mask`` (lists of ints, length <= max_length).
 
         ``max_length`` defaults to ``max_len`` (from the model registry) when one is set.
-        ``padding=True`` pads with [PAD] to ``max_length`` (mask 0).
+        ``padding=True`` pads with [PAD] to ``max_length`` (mask 0). A ``text_pair`` of "" is
+        no pair, and one with no word pieces (whitespace) adds no second segment, as 0.6.2's
+        ``run_classifier.py`` builds inputs (``sequence_pairs``).
         """
         _check_text(text, "text")
         if text_pair is not None:
             _check_text(text_pair, "text_pair")
+        text_pair = sequence_pairs.second_text(text_pair)       # "" is no pair, as in 0.6.2
         texts = [text] if text_pair is None else [text, text_pair]
         limit = self._limit(max_length, text_pair is not None)
         if padding and limit is None:
@@ -388,7 +393,8 @@ class BertTokenizer:
     def encode_batch(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None,
                      max_length: int | None = None, truncation: bool = True,
                      padding: bool | str = True, return_tensors: str | None = "pt"):
-        """BERT inputs for many texts (or pairs), padded into rectangles.
+        """BERT inputs for many texts (or pairs), padded into rectangles; an empty pair is
+        treated as :meth:`encode` treats it.
 
         padding: True / "longest" pads to the longest in the batch, "max_length" to
         ``max_length``, False not at all. return_tensors: "pt" (torch.long, shape
@@ -416,8 +422,10 @@ class BertTokenizer:
                 "padding='max_length' needs max_length=N (this tokenizer has no max_len)")
         ids_a = self._ids_batch(texts, "texts[i]")
         ids_b = self._ids_batch(text_pairs, "text_pairs[i]") if text_pairs is not None else None
-        rows = [self._assemble(a, None if ids_b is None else ids_b[i], limit, truncation)
-                for i, a in enumerate(ids_a)]
+        seconds = [None] * len(ids_a) if ids_b is None else [
+            None if sequence_pairs.second_text(text) is None else ids
+            for text, ids in zip(text_pairs, ids_b)]              # "" is no pair, as in 0.6.2
+        rows = [self._assemble(a, b, limit, truncation) for a, b in zip(ids_a, seconds)]
         if padding in (True, "longest", "max_length"):
             width = limit if padding == "max_length" else max((len(r["input_ids"]) for r in rows),
                                                               default=0)

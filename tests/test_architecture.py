@@ -23,8 +23,8 @@ DOC = ROOT / "docs" / "architecture.md"
 # Layer -> modules (names below bert_hub; "bert_hub" is the package root, a package name is its
 # __init__). A module imports only modules of lower layers. docs/architecture.md has the same.
 LAYERS: Dict[int, List[str]] = {
-    0: ["bert_hub", "errors", "filenames", "fast_path", "training", "training.precision",
-        "tasks.squad_metrics"],
+    0: ["bert_hub", "errors", "filenames", "json_files", "fast_path", "training",
+        "training.precision", "tasks.squad_metrics"],
     1: ["env", "config", "registry", "disk", "fetcher", "gzip_reader", "leveldb_table", "weights",
         "distributed", "optimization", "wordpiece", "sequence_pairs", "training.batches", "unpadding",
         "layers"],

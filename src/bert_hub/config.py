@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Union
 
 from .errors import ConfigError
+from .json_files import read_json
 
 logger = logging.getLogger(__name__)
 
@@ -214,24 +215,10 @@ class BertConfig:
             raise ConfigError(
                 f"config file {os.fspath(json_file)!r} is a folder; pass the bert_config.json "
                 "inside it, or load the folder with from_pretrained()")
-        try:
-            # utf-8-sig: a byte-order mark (Windows editors write one) is not part of the JSON
-            with open(json_file, "r", encoding="utf-8-sig") as reader:
-                text = reader.read()
-        except FileNotFoundError:
-            raise ConfigError(f"config file {os.fspath(json_file)!r} does not exist") from None
-        except UnicodeDecodeError as exc:
-            raise ConfigError(
-                f"config file {os.fspath(json_file)!r} is not UTF-8 text ({exc.reason} at byte "
-                f"{exc.start}); pass the model's bert_config.json") from None
-        try:
-            data = json.loads(text)
-        except RecursionError:
-            raise ConfigError(f"config file {os.fspath(json_file)!r} nests too deeply to be a "
-                              "config (a bert_config.json is one flat object)") from None
-        except ValueError as exc:   # JSONDecodeError, or an integer of thousands of digits
-            raise ConfigError(f"config file {os.fspath(json_file)!r} is not valid JSON: {exc}") \
-                from None
+        # a byte-order mark (Windows editors write one) is not part of the JSON; the size and
+        # nesting are bounded before parsing (json_files)
+        data = read_json(json_file, ConfigError, "config file",
+                         fix="pass the model's bert_config.json (one flat JSON object)")
         try:
             return cls.from_dict(data)
         except ConfigError as exc:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import logging
 import os
 import re
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from . import env
-from .config import BertConfig
+from .config import BertConfig, _show
 from .errors import (
     AccessDeniedError,
     BertHubError,
@@ -51,6 +50,7 @@ from .filenames import (
     WEIGHTS_INDEX_NAME,
     WEIGHTS_NAME,
 )
+from .json_files import read_json
 from .weights import INDEX_SUFFIX, missing_shards, shard_files
 
 logger = logging.getLogger(__name__)
@@ -369,15 +369,18 @@ def read_config(path, source: Optional[str] = None) -> BertConfig:
 
     A Hugging Face config must describe BERT (``model_type`` "bert"); its activation names are
     mapped to ours and its ``id2label`` / ``label2id`` kept in ``config.extra``."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
-    except (OSError, ValueError):
-        return BertConfig.from_json_file(path)   # raises its clear ConfigError
+    data = read_json(path, ConfigError, "config file",
+                     fix="pass the model's config.json or bert_config.json (one JSON object)")
     if not isinstance(data, dict):
         return BertConfig.from_dict(data)         # the same
     what = source or str(path)
-    model_type = data.get("model_type")
-    architectures = [a for a in data.get("architectures") or [] if isinstance(a, str)]
+    model_type, architectures = data.get("model_type"), data.get("architectures")
+    if model_type is not None and not isinstance(model_type, str) or \
+            architectures is not None and not isinstance(architectures, (list, str)):
+        raise ConfigError(f"{what}: model_type ({_show(model_type)}) must be a name and "
+                          f"architectures ({_show(architectures)}) a list of class names")
+    architectures = [architectures] if isinstance(architectures, str) else \
+        [a for a in architectures or [] if isinstance(a, str)]
     if model_type not in (None, "bert") or any(not a.startswith("Bert") for a in architectures):
         raise ConfigError(
             f"{what} is a {model_type or architectures[0]!r} model (config.json model_type "
@@ -396,16 +399,19 @@ def label_maps(config: BertConfig) -> Tuple[Dict[int, str], Dict[str, int]]:
     raw = config.extra.get("id2label") or {}
     try:
         id2label = {int(k): str(v) for k, v in dict(raw).items()}
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"id2label must map class ids to label names, e.g. {{\"0\": \"O\"}}; "
-                          f"got {raw!r}") from None
+                          f"got {_show(raw)}") from None
     if id2label and sorted(id2label) != list(range(len(id2label))):
         raise ConfigError(f"id2label must name classes 0..{len(id2label) - 1}, got ids "
                           f"{sorted(id2label)}")
     given = config.extra.get("label2id")
-    label2id = {str(k): int(v) for k, v in given.items()} if isinstance(given, dict) and given \
-        else {name: i for i, name in id2label.items()}
-    return id2label, label2id
+    if isinstance(given, dict) and given:
+        if not all(type(v) is int for v in given.values()):
+            raise ConfigError(f"label2id must map label names to class ids, e.g. {{\"O\": 0}}; "
+                              f"got {_show(given)}")
+        return id2label, {str(k): v for k, v in given.items()}
+    return id2label, {name: i for i, name in id2label.items()}
 
 
 def label_fields(id2label, label2id=None) -> Dict[str, Dict]:
@@ -477,7 +483,7 @@ def cached_models(cache_dir=None) -> Tuple[List[CachedModel], List[Tuple[str, st
             if reason:
                 reasons.append(reason)
                 continue
-            data = json.loads(snap.config_file.read_text(encoding="utf-8"))
+            data = read_json(snap.config_file, ConfigError, "config file")
             loadable.append(CachedModel(
                 repo_id=repo.repo_id, commit=revision.commit_hash, refs=tuple(sorted(revision.refs)),
                 size=revision.size_on_disk, weights=snap.weights_file.name,

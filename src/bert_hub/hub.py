@@ -203,13 +203,12 @@ def ensure_converted(folder: Path, *, cache_dir=None, lock_name: Optional[str] =
         checkpoint_bytes = sum(p.stat().st_size for p in folder.glob(f"{prefix.name}.data-*"))
         disk.check_free_space(folder, checkpoint_bytes, f"convert {prefix} to {SAFE_WEIGHTS_NAME}")
         from .convert import convert_tf_checkpoint
-        tmp = cache.temp_path(weights)
-        try:
-            with disk.writing(tmp, f"converting {prefix}", any_error=False):
-                convert_tf_checkpoint(prefix, folder / CONFIG_NAME, tmp, format="safetensors")
-            cache.publish_file(tmp, weights, manifest_folder=folder if in_cache else None)
-        finally:
-            tmp.unlink(missing_ok=True)
+        # The converter writes under its own temp name and moves it into place (one owner per
+        # temp name: a killed conversion leaves one file that prune and the sweep above know).
+        with disk.writing(weights, f"converting {prefix}", any_error=False):
+            convert_tf_checkpoint(prefix, folder / CONFIG_NAME, weights, format="safetensors")
+        if in_cache:
+            cache.record_file(folder, weights)
         logger.info("Converted %s to %s", prefix, weights)
         return weights
 

@@ -88,7 +88,9 @@ def load_checkpoint(model: nn.Module, state_dict: Mapping[str, torch.Tensor], so
             continue
         tensor, target = state_dict[key], expected[new]
         if tensor.shape != target.shape:
-            mismatched.append(f"{new}: checkpoint {tuple(tensor.shape)}, model "
+            shard = (f" in {weights.tensor_file(source, key)}"
+                     if source.endswith(weights.INDEX_SUFFIX) else "")
+            mismatched.append(f"{new}: checkpoint {tuple(tensor.shape)}{shard}, model "
                               f"{tuple(target.shape)} ({_shape_fix(new, tensor.shape)})")
             continue
         dtype = target.dtype if torch_dtype is None else torch_dtype

@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional
 
 from .errors import ConversionError, EntryNotFoundError
-from .filenames import temp_path
+from .filenames import (
+    SAFE_WEIGHTS_INDEX_NAME,
+    SAFE_WEIGHTS_NAME,
+    WEIGHTS_INDEX_NAME,
+    WEIGHTS_NAME,
+    temp_path,
+)
 from .json_files import parse_json, read_json
 
 if TYPE_CHECKING:
@@ -40,6 +46,8 @@ DTYPES = {
 _CODE_OF = {name: code for code, (name, _) in DTYPES.items()}
 ALIASES = "aliases"   # the safetensors metadata entry naming tied weights
 INDEX_SUFFIX = ".index.json"   # a sharded checkpoint's index: {"weight_map": {tensor: shard}}
+# A folder's weights in the order taken: safetensors (whole, then sharded) before pickles.
+WEIGHTS_PREFERENCE = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
 
 # The MLM decoder weight is the word-embedding matrix (0.6.2, Google, transformers).
 TIED_WEIGHTS = {"cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight"}

@@ -54,7 +54,6 @@ from .manifest import (  # noqa: F401  (re-exported: what an entry records about
     is_reserved_name,
     load_manifest,
     load_record,
-    publish_file,
     read_manifest,
     record_file,
     sha256_file,

@@ -97,14 +97,6 @@ def write_manifest(folder: Path, manifest: Mapping) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def publish_file(tmp_path: Path, final_path: Path, *, manifest_folder: Optional[Path] = None) -> None:
-    """Move a finished file into place and, when inside an entry, record its hash and size."""
-    with disk.writing(final_path, "publishing a file in the cache"):
-        os.replace(tmp_path, final_path)
-    if manifest_folder is not None:
-        record_file(manifest_folder, final_path)
-
-
 def record_file(folder: Path, path: Path) -> None:
     """Record a file now in entry ``folder`` (its hash and size) in the entry's manifest."""
     manifest = read_manifest(folder) or {}

@@ -11,6 +11,7 @@ import pytest
 import requests
 import torch
 
+from floats import assert_close as assert_tensors_close, scale_of
 from serve_process import start_all
 from tiny_hf import NER_LABELS, write_model
 
@@ -26,13 +27,11 @@ TEXTS = ["John lives in Paris", "the simple question of a good film", "un ##aff 
 LONG = " ".join(["the city of paris is a simple answer"] * 40)        # ~ 300 tokens: cut at 128
 
 
-def assert_close(got, expected, rel=1e-5):
-    """Equal within ``rel`` of the values' magnitude (kernels round differently per CPU)."""
-    as_array = lambda x: x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.array(x)  # noqa: E731
-    got = torch.tensor(as_array(got).astype(np.float32))
-    expected = torch.tensor(as_array(expected).astype(np.float32))
-    scale = max(1.0, float(expected.abs().max())) if expected.numel() else 1.0
-    torch.testing.assert_close(got, expected, rtol=rel, atol=rel * scale)
+def assert_close(got, expected):
+    """JSON answers (nested lists) against tensors or arrays, to the values' scale."""
+    as_array = lambda x: x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)  # noqa: E731
+    assert_tensors_close(torch.from_numpy(np.array(as_array(got), dtype=np.float32)),
+                         torch.from_numpy(np.array(as_array(expected), dtype=np.float32)))
 
 
 def same(ours, theirs, path="result"):
@@ -47,7 +46,7 @@ def same(ours, theirs, path="result"):
             same(a, b, f"{path}[{i}]")
     elif isinstance(theirs, float):
         assert isinstance(ours, (float, int)), (path, ours, theirs)
-        assert abs(ours - theirs) <= 1e-5 * max(1.0, abs(theirs)), (path, ours, theirs)
+        assert abs(ours - theirs) <= 1e-5 * scale_of(theirs), (path, ours, theirs)
     else:
         assert ours == theirs, (path, ours, theirs)
 

@@ -4,7 +4,6 @@ the scheduler, and results put together by the pipeline's own code (pooling, lab
 entity aggregation, fill-mask candidates, question-answering spans): no second copy of any."""
 from __future__ import annotations
 
-import json
 import logging
 from functools import partial
 from pathlib import Path
@@ -12,8 +11,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..config import BertConfig
-from ..errors import InvalidInputError
+from ..config_files import read_config
+from ..errors import ArchiveLayoutError, InvalidInputError
+from ..json_files import read_json
 from ..pipelines import Pipeline, task_class
 from ..pipelines.base import Features
 from ..pipelines.embeddings import sentence_transformers_settings
@@ -47,7 +47,7 @@ def detect_task(name: str, settings: ServeSettings) -> Tuple[str, str]:
     files = resolve_model(name, cache_dir=settings.cache_dir, revision=settings.revision)
     if (files.folder / "modules.json").is_file():
         return "embed", "a sentence-transformers folder (modules.json)"
-    config = BertConfig.from_json_file(files.config_file) if files.config_file else None
+    config = read_config(files.config_file, source=name) if files.config_file else None
     labels = len((config.extra.get("id2label") or {}) if config else {})
     for arch in (config.extra.get("architectures") or []) if config else []:
         if arch in ARCHITECTURES:
@@ -73,7 +73,8 @@ def _weight_names(path: Optional[Path]) -> List[str]:
         with safe_open(str(path), framework="pt") as f:
             return list(f.keys())
     if path.name.endswith(".index.json"):
-        return list(json.loads(path.read_text(encoding="utf-8")).get("weight_map", {}))
+        index = read_json(path, ArchiveLayoutError, "weights index")
+        return list(index.get("weight_map", {})) if isinstance(index, dict) else []
     from ..weights import load_weights
     return list(load_weights(path))
 

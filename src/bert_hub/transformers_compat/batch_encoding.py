@@ -60,13 +60,18 @@ class BatchEncoding(UserDict):
 
     # -- tensors -----------------------------------------------------------------------------------
     def convert_to_tensors(self, tensor_type: Optional[str] = None) -> "BatchEncoding":
-        """Lists -> ``torch.long`` tensors ("pt") or int64 arrays ("np"), in place."""
+        """Lists -> ``torch.long`` tensors ("pt") or int64 arrays ("np"; rows of different
+        lengths: an object array of rows, as transformers makes), in place."""
         tensor_type = check_tensor_type(tensor_type)
         if tensor_type is None:
             return self
         import numpy as np
         for name, value in self.data.items():
             lengths = {len(row) for row in value if isinstance(row, (list, tuple))}
+            if len(lengths) > 1 and tensor_type == "np":   # as transformers: rows of an object array
+                self.data[name] = np.asarray([np.asarray(row, dtype=np.int64) for row in value],
+                                             dtype=object)
+                continue
             if len(lengths) > 1:
                 raise InvalidInputError(
                     f"{name} holds sequences of different lengths {sorted(lengths)[:5]}, which do "

@@ -253,7 +253,7 @@ class AutoConfig:
             raise EntryNotFoundError(
                 f"{name!r} has no config.json or bert_config.json (only a vocabulary): it holds a "
                 "tokenizer, not a model; load it with AutoTokenizer.from_pretrained")
-        config = BertConfig.from_plain(hf_hub.read_config(files.config_file))
+        config = BertConfig.from_plain(hf_hub.read_config(files.config_file, source=name))
         config.name_or_path = name
         config.update(overrides)
         return config

@@ -455,3 +455,49 @@ def test_hub_ids_load_and_a_non_bert_model_fails_before_its_weights(fake_hub, mo
         with pytest.raises(ConfigError, match=r"acme/roberta is a 'roberta' model"):
             load("acme/roberta")
     assert fake_hub.cdn.count(fake_hub.lfs_path(roberta["model.safetensors"])) == 0   # never fetched
+
+
+def test_transformers_own_pipeline_takes_ours_for_classification_and_fill_mask(models):
+    """transformers.pipeline() runs our model and tokenizer where it only calls them and reads
+    the outputs by name or position (feature-extraction turns an output it does not know into a
+    plain dict first; docs/transformers.md)."""
+    cases = [("text-classification", "BertForSequenceClassification", TEXTS, {}),
+             ("token-classification", "BertForTokenClassification", TEXTS[:2],
+              {"aggregation_strategy": "simple"}),
+             ("fill-mask", "BertForMaskedLM", "Paris is the [MASK] of France.", {})]
+    for task, head, inputs, options in cases:
+        results = []
+        for lib in LIBS:
+            auto = {"BertForSequenceClassification": lib.AutoModelForSequenceClassification,
+                    "BertForTokenClassification": lib.AutoModelForTokenClassification,
+                    "BertForMaskedLM": lib.AutoModelForMaskedLM}[head]
+            pipe = transformers.pipeline(task, model=auto.from_pretrained(models[head]),
+                                         tokenizer=lib.AutoTokenizer.from_pretrained(models[head]),
+                                         **options)
+            results.append(pipe(inputs))
+        flat = [json.loads(json.dumps(r, default=float)) for r in results]
+        assert _without_scores(flat[1]) == _without_scores(flat[0]), task
+        torch.testing.assert_close(torch.tensor(_scores(flat[1])), torch.tensor(_scores(flat[0])),
+                                   rtol=1e-5, atol=1e-6)
+
+
+def _scores(value):
+    if isinstance(value, list):
+        return [s for v in value for s in _scores(v)]
+    return [value["score"]]
+
+
+def _without_scores(value):
+    if isinstance(value, list):
+        return [_without_scores(v) for v in value]
+    return {k: v for k, v in value.items() if k != "score"}
+
+
+def test_unknown_loading_arguments_fail_by_name(models):
+    with pytest.raises(InvalidArgumentError, match="did you mean 'num_labels'"):
+        bert_hub.AutoModelForSequenceClassification.from_pretrained(models["BertModel"], num_label=3)
+    with pytest.raises(InvalidArgumentError, match="ignore_mismatched_sizes.*not supported"):
+        bert_hub.AutoModel.from_pretrained(models["BertModel"], ignore_mismatched_sizes=True)
+    model = bert_hub.AutoModel.from_pretrained(models["BertModel"], trust_remote_code=True,
+                                               low_cpu_mem_usage=True, attn_implementation="sdpa")
+    assert model.config.hidden_size == 32

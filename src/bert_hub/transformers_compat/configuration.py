@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from .. import hf_hub
-from ..config import _HF_FIXED_KEYS
+from ..config import _HF_FIXED_KEYS, _HF_INFORMATIONAL_KEYS
 from ..config import BertConfig as PlainBertConfig
 from ..errors import ConfigError, EntryNotFoundError, InvalidArgumentError
 from ..filenames import HF_CONFIG_NAME
@@ -39,6 +39,9 @@ DEFAULTS: Dict[str, Any] = {
     "dtype": None,
 }
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+# What from_pretrained(..., name=value) may set: the fields, transformers' attributes, the labels.
+SETTABLE = frozenset(PlainBertConfig.__dataclass_fields__) - {"extra"} | set(DEFAULTS) | \
+    _HF_INFORMATIONAL_KEYS | set(_HF_FIXED_KEYS) | {"num_labels", "id2label", "label2id", "torch_dtype"}
 # Set per call, never written to config.json unless changed (transformers' diff rule).
 _RUNTIME = ("output_hidden_states", "output_attentions", "return_dict")
 _FIELDS = frozenset(PlainBertConfig.__dataclass_fields__)
@@ -216,6 +219,21 @@ class BertConfig(PlainBertConfig):
         return f"{type(self).__name__} {self.to_json_string()}"
 
 
+def check_overrides(what: str, overrides: Dict[str, Any]) -> None:
+    """Keyword arguments of ``from_pretrained`` that name no config attribute fail by name (in
+    transformers they go to the model's constructor, which refuses them)."""
+    unknown = sorted(set(overrides) - SETTABLE)
+    if unknown:
+        import difflib
+        close = difflib.get_close_matches(unknown[0], sorted(SETTABLE), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        if unknown[0] == "ignore_mismatched_sizes":
+            hint = ("; it is not supported: load the checkpoint with its own number of labels, "
+                    "then replace the classifier")
+        raise InvalidArgumentError(f"{what} takes no argument {unknown[0]!r} (neither a loading "
+                                   f"option nor a config attribute){hint}")
+
+
 def _dtype_name(value) -> Optional[str]:
     """A dtype as config.json names it ("float32"); None and "auto" stay."""
     if value is None or value == "auto":
@@ -245,6 +263,7 @@ class AutoConfig:
 
         for name in _IGNORED:
             overrides.pop(name, None)
+        check_overrides("AutoConfig.from_pretrained", overrides)
         name = os.fspath(pretrained_model_name_or_path)
         files = resolve_model(name, need_weights=False, cache_dir=cache_dir,
                               force_download=force_download, local_files_only=local_files_only,

@@ -21,7 +21,7 @@ from torch import nn
 from .. import fast_path, hf_hub, loading, modeling, unpadding, weights
 from ..errors import InvalidArgumentError, InvalidInputError
 from ..filenames import CONFIG_NAME, HF_CONFIG_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_NAME
-from .configuration import AutoConfig, BertConfig
+from .configuration import AutoConfig, BertConfig, check_overrides
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +198,7 @@ class TransformersModel:
         load = {k: kwargs.pop(k) for k in _LOAD_OPTIONS if k in kwargs}
         takes = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "config")]
         built = {k: kwargs.pop(k) for k in takes if k in kwargs}
+        check_overrides(f"{cls.__name__}.from_pretrained", kwargs)
         if config is not None:
             config = BertConfig.from_plain(config)
             config.update(kwargs)

@@ -23,42 +23,40 @@ class ModelOutput(OrderedDict):
 
     def __init__(self, *args, **values):
         """``Output(logits=..., loss=None, ...)``, or one mapping / iterable of (name, value)
-        pairs (how ``DataParallel`` rebuilds a gathered output)."""
+        pairs (how ``DataParallel`` rebuilds a gathered output). None values are not kept."""
         if len(args) > 1:
             raise InvalidArgumentError(f"{type(self).__name__} takes fields by name, or one "
                                        "mapping of them")
         if args:
             values = {**dict(args[0]), **values}
-        unknown = sorted(set(values) - set(self.FIELDS))
-        if unknown:
-            raise InvalidArgumentError(f"{type(self).__name__} has no field {unknown[0]!r}; its "
-                                       f"fields are {', '.join(self.FIELDS)}")
-        super().__init__((name, values[name]) for name in self.FIELDS
-                         if values.get(name) is not None)
+        super().__init__()
+        for name in [*self.FIELDS, *(k for k in values if k not in self.FIELDS)]:
+            if values.get(name) is not None:
+                self[name] = values[name]
 
     def __getattr__(self, name: str):
+        if name in self:
+            return super().__getitem__(name)
         if name in type(self).FIELDS:
-            return self.get(name)                      # an unset field reads as None
+            return None                                # an unset field reads as None
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __setattr__(self, name: str, value) -> None:
-        if name not in type(self).FIELDS:
-            raise AttributeError(f"{type(self).__name__} has no field {name!r}; its fields are "
-                                 f"{', '.join(self.FIELDS)}")
         self[name] = value
 
     def __setitem__(self, name, value) -> None:
-        if name not in type(self).FIELDS:
-            raise KeyError(f"{type(self).__name__} has no field {name!r}; its fields are "
-                           f"{', '.join(self.FIELDS)}")
-        if value is None:
+        """A field keeps its declared place (so ``to_tuple()`` stays transformers' order); other
+        keys go last, as transformers' pipelines add them (``outputs["input_ids"] = ...``)."""
+        if value is None and name in type(self).FIELDS:
             self.pop(name, None)
             return
         super().__setitem__(name, value)
-        # A field set later keeps its declared place, so to_tuple() stays transformers' order.
-        for later in self.FIELDS[self.FIELDS.index(name) + 1:]:
-            if later in self:
-                self.move_to_end(later)
+        if name in self.FIELDS:
+            for later in self.FIELDS[self.FIELDS.index(name) + 1:]:
+                if later in self:
+                    self.move_to_end(later)
+            for other in [k for k in self if k not in self.FIELDS]:
+                self.move_to_end(other)
 
     def __getitem__(self, key):
         """A field by name, or by position in ``to_tuple()`` (an int or a slice)."""

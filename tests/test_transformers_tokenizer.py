@@ -342,6 +342,15 @@ def test_from_pretrained_settings_and_errors(minilm_folder, tmp_path, cased_pair
         bert_hub.AutoTokenizer.from_pretrained(str(folder))
 
 
+def test_pickles_for_data_loader_workers(pair_of):
+    import pickle
+    ours, theirs = pair_of
+    copy = pickle.loads(pickle.dumps(ours))
+    same_call(copy, theirs, CORPUS[:50], padding=True, truncation=True, max_length=20)
+    encoding = pickle.loads(pickle.dumps(ours(CORPUS[:3], return_tensors="pt", padding=True)))
+    assert encoding.word_ids(1) == ours(CORPUS[:3], padding=True).word_ids(1)
+
+
 def test_batch_encoding_is_a_mapping_with_to_and_attributes(pair_of):
     ours, _ = pair_of
     enc = ours(["a b", "c"], padding=True, return_tensors="pt")

@@ -27,21 +27,19 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from ..errors import ConfigError, EntryNotFoundError, InvalidArgumentError, InvalidInputError, UnknownTokenError
-from ..filenames import HF_CONFIG_NAME, CONFIG_NAME, TOKENIZER_CONFIG_NAME, VOCAB_NAME
+from ..filenames import TOKENIZER_CONFIG_NAME
 from ..token_offsets import TokenSpan
 from ..tokenization import (BertTokenizer, _choose_lower_case, _write_atomically, require_tokenizers,
                             rust_wordpiece)
 from ..wordpiece import _check_text
 from .batch_encoding import BatchEncoding, check_tensor_type
+from .tokenizer_files import LARGE_INTEGER, SPECIAL_TOKENS_MAP_FILE, TOKENIZER_FILE, tokenizer_files
 
 logger = logging.getLogger(__name__)
 
-TOKENIZER_FILE = "tokenizer.json"
-SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
 SPECIAL_TOKEN_NAMES = ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 DEFAULT_SPECIAL_TOKENS = dict(zip(SPECIAL_TOKEN_NAMES, ("[UNK]", "[SEP]", "[PAD]", "[CLS]", "[MASK]")))
 VERY_LARGE_INTEGER = int(1e30)   # transformers' model_max_length when nothing gives one
-LARGE_INTEGER = int(1e20)
 PADDING = {True: "longest", False: "do_not_pad", "longest": "longest", "max_length": "max_length",
            "do_not_pad": "do_not_pad"}
 TRUNCATION = {True: "longest_first", False: "do_not_truncate", None: "do_not_truncate",
@@ -448,7 +446,7 @@ class BertTokenizerFast(BertTokenizer):
         _reject("AutoTokenizer.from_pretrained", {k: v for k, v in kwargs.items()
                                                   if k not in CONFIG_KEYS}, cls.__init__)
         name = os.fspath(pretrained_model_name_or_path)
-        folder, vocab, known = _tokenizer_files(name, dict(
+        folder, vocab, known = tokenizer_files(name, dict(
             cache_dir=cache_dir, force_download=force_download, local_files_only=local_files_only,
             revision=revision, token=token))
         settings = {k: v for k, v in known.items() if k in CONFIG_KEYS}
@@ -469,63 +467,6 @@ def clean_up_tokenization(text: str) -> str:
     for dirty, clean in _CLEANUPS:
         text = text.replace(dirty, clean)
     return text
-
-
-# -- reading a tokenizer's files ---------------------------------------------------------------------
-def _tokenizer_files(name: str, load: dict):
-    """``(folder, vocabulary, settings)``: the vocabulary as transformers takes it (tokenizer.json's
-    WordPiece vocabulary, else the vocab.txt path) and the settings of tokenizer_config.json /
-    special_tokens_map.json, the registry's casing and length first. A config.json of another
-    model type, or a tokenizer_class that is not BERT's, fails naming it."""
-    from .. import hf_hub
-    from ..hub import resolve_model
-
-    path = Path(name).expanduser()
-    if path.is_dir() and (path / TOKENIZER_FILE).is_file():
-        folder, vocab_file, registry = path, path / VOCAB_NAME, {}   # also a folder without vocab.txt
-    else:
-        files = resolve_model(name, need_weights=False, **load)
-        folder, vocab_file = files.folder, files.vocab_file
-        registry = {"do_lower_case": files.do_lower_case, "model_max_length": files.max_len}
-    settings = {}
-    for file_name in (SPECIAL_TOKENS_MAP_FILE, TOKENIZER_CONFIG_NAME):
-        settings.update(_read_json(folder / file_name))
-    tokenizer_class = settings.get("tokenizer_class")
-    if tokenizer_class and not str(tokenizer_class).startswith("BertTokenizer"):
-        raise ConfigError(f"{name!r} uses a {tokenizer_class!r}; bert_hub's tokenizer is BERT's "
-                          "WordPiece (tokenizer_class 'BertTokenizer')")
-    for config_name in (CONFIG_NAME, HF_CONFIG_NAME):
-        if (folder / config_name).is_file():
-            hf_hub.read_config(folder / config_name, source=name)   # a non-BERT model fails here
-            break
-    settings.update({k: v for k, v in registry.items() if v is not None})
-    if settings.get("model_max_length") is not None and settings["model_max_length"] > LARGE_INTEGER:
-        del settings["model_max_length"]
-    tokenizer_json = folder / TOKENIZER_FILE
-    if tokenizer_json.is_file():
-        model = _read_json(tokenizer_json).get("model") or {}
-        if model.get("type") not in ("WordPiece", None) or not isinstance(model.get("vocab"), dict):
-            raise ConfigError(f"{str(tokenizer_json)!r} holds a {model.get('type')!r} tokenizer; "
-                              "bert_hub's tokenizer is BERT's WordPiece")
-        return folder, model["vocab"], settings
-    if vocab_file is None or not Path(vocab_file).is_file():
-        raise EntryNotFoundError(f"{name!r} has no vocabulary ({VOCAB_NAME} or {TOKENIZER_FILE} in "
-                                 f"{str(folder)!r}): it is a model without a tokenizer")
-    return folder, str(vocab_file), settings
-
-
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (ValueError, RecursionError) as exc:
-        raise ConfigError(f"{str(path)!r} is not valid JSON ({str(exc)[:200]}); fix or delete "
-                          "it") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{str(path)!r} holds a JSON {type(data).__name__}, not an object of "
-                          "settings; fix or delete it")
-    return data
 
 
 # -- argument checks -------------------------------------------------------------------------------

@@ -501,3 +501,14 @@ def test_unknown_loading_arguments_fail_by_name(models):
     model = bert_hub.AutoModel.from_pretrained(models["BertModel"], trust_remote_code=True,
                                                low_cpu_mem_usage=True, attn_implementation="sdpa")
     assert model.config.hidden_size == 32
+
+
+def test_onnx_export_takes_these_models(models, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from bert_hub import export
+    model = bert_hub.AutoModelForTokenClassification.from_pretrained(models["BertForTokenClassification"])
+    path = export.export_onnx(model, tmp_path / "ner.onnx")          # verified against PyTorch
+    inputs = export.example_inputs(model, 2, 7)
+    with torch.no_grad():
+        expected = model(input_ids=inputs[0], token_type_ids=inputs[1], attention_mask=inputs[2]).logits
+    assert_close(export.run_onnx(path, *inputs)[0], expected, inputs[2])

@@ -496,6 +496,9 @@ def _without_scores(value):
 def test_unknown_loading_arguments_fail_by_name(models):
     with pytest.raises(InvalidArgumentError, match="did you mean 'num_labels'"):
         bert_hub.AutoModelForSequenceClassification.from_pretrained(models["BertModel"], num_label=3)
+    config = bert_hub.AutoConfig.from_pretrained(models["BertModel"])
+    with pytest.raises(InvalidArgumentError, match=r"with config= given, num_labels= is not applied"):
+        bert_hub.AutoModel.from_pretrained(models["BertModel"], config=config, num_labels=3)
     with pytest.raises(InvalidArgumentError, match="ignore_mismatched_sizes.*not supported"):
         bert_hub.AutoModel.from_pretrained(models["BertModel"], ignore_mismatched_sizes=True)
     model = bert_hub.AutoModel.from_pretrained(models["BertModel"], trust_remote_code=True,

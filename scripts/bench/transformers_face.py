@@ -125,7 +125,9 @@ def interleaved(contenders: dict, rounds: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch.set_num_threads (1: the tokenizers' batch threads off too; "
+                             "steadier on a busy machine)")
     parser.add_argument("--out", default=str(ROOT / "bench-results" / "transformers_face.json"))
     parser.add_argument("--smoke", action="store_true",
                         help="toy NER model, 2 rounds: a check of this script, not a measurement")
@@ -134,6 +136,8 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if args.threads:
         torch.set_num_threads(args.threads)
+        if args.threads == 1:                  # the Rust tokenizers' batch threads too (both sides)
+            os.environ["TOKENIZERS_PARALLELISM"] = "false"
     import transformers
     transformers.logging.set_verbosity_error()
 
@@ -161,7 +165,7 @@ def main() -> int:
             contenders["bert_hub (one import line)"]())
         results["NER card (one sentence, no padding)"] = interleaved(contenders, rounds)
 
-    report = dict(torch=torch.__version__, transformers=transformers.__version__,
+    report = dict(torch=torch.__version__, bert_hub=bert_hub.__version__, transformers=transformers.__version__,
                   threads=torch.get_num_threads(), cpus=os.cpu_count(),
                   machine=platform.processor() or platform.machine(), rounds=rounds,
                   smoke=args.smoke, load_average_before=load_before,

@@ -199,9 +199,12 @@ class TransformersModel:
         takes = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "config")]
         built = {k: kwargs.pop(k) for k in takes if k in kwargs}
         check_overrides(f"{cls.__name__}.from_pretrained", kwargs)
+        if config is not None and kwargs:
+            raise InvalidArgumentError(
+                f"with config= given, {sorted(kwargs)[0]}= is not applied (as in transformers): "
+                f"set it on the config (config.{sorted(kwargs)[0]} = ...) before loading")
         if config is not None:
             config = BertConfig.from_plain(config)
-            config.update(kwargs)
         elif kwargs:
             config = AutoConfig.from_pretrained(
                 pretrained_model_name_or_path,

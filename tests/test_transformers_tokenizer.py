@@ -150,8 +150,8 @@ TRUNCATIONS = [None, False, True, "longest_first", "only_first", "only_second"]
 @pytest.mark.parametrize("pair", [False, True])
 def test_every_padding_and_truncation_equals_bert_tokenizer_fast(pair_of, pair, max_length):
     ours, theirs = pair_of
-    texts = CORPUS
-    pairs = CORPUS[7:] + CORPUS[:7] if pair else None
+    texts = CORPUS[::2]                 # every other text: 24 combinations x 4 runs stay quick
+    pairs = CORPUS[1::2] if pair else None
     raised = []
     for padding, truncation in itertools.product(PADDINGS, TRUNCATIONS):
         raised.append(same_call(ours, theirs, texts, pairs, padding=padding, truncation=truncation,

@@ -515,3 +515,28 @@ def test_onnx_export_takes_these_models(models, tmp_path):
     with torch.no_grad():
         expected = model(input_ids=inputs[0], token_type_ids=inputs[1], attention_mask=inputs[2]).logits
     assert_close(export.run_onnx(path, *inputs)[0], expected, inputs[2])
+
+
+def test_registry_names_load_and_save_for_transformers(mirror, tmp_path):
+    """A Google release by its registry name (from the loopback mirror): Auto names load it,
+    the outputs are the 0.6.2-style model's, and save_pretrained writes what transformers reads."""
+    ours = bert_hub.AutoModelForPreTraining.from_pretrained("tiny-bert")
+    tokenizer = bert_hub.AutoTokenizer.from_pretrained("tiny-bert")
+    assert tokenizer.model_max_length == 16 and tokenizer.do_lower_case      # the registry's
+    assert bert_hub.AutoConfig.from_pretrained("tiny-bert").num_hidden_layers == 2
+    inputs = tokenizer(["the", "a b c"], padding=True, return_tensors="pt")
+    plain = bert_hub.BertForPreTraining.from_pretrained("tiny-bert")
+    with torch.no_grad():
+        out = ours(**inputs)
+        scores, relationship = plain(inputs["input_ids"], inputs["token_type_ids"], inputs["attention_mask"])
+    torch.testing.assert_close(out.prediction_logits, scores, rtol=0, atol=0)
+    torch.testing.assert_close(out.seq_relationship_logits, relationship, rtol=0, atol=0)
+    ours.save_pretrained(tmp_path / "hf")
+    tokenizer.save_pretrained(tmp_path / "hf")
+    theirs = transformers.BertForPreTraining.from_pretrained(tmp_path / "hf")
+    again = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "hf"))
+    assert again("a b c")["input_ids"] == tokenizer("a b c")["input_ids"]
+    with torch.no_grad():
+        expected = theirs(**inputs)
+    assert_close(out.prediction_logits, expected.prediction_logits, inputs["attention_mask"])
+    assert_close(out.seq_relationship_logits, expected.seq_relationship_logits)

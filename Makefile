@@ -39,5 +39,5 @@ gpu-wheels:         ## wheels a bare GPU machine may lack (Python 3.12, manylinu
 		--platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 -d .whl $(GPU_WHEELS)
 
 .PHONY: fuzz
-fuzz: install-test  ## hostile-input campaigns in full (12,000 TF/config cases; BERT_HUB_FUZZ_SEED=N for another seed)
+fuzz: install-test  ## hostile-input campaigns in full (archives, 12,000 TF/config cases, model folders, killed writers, cache races; BERT_HUB_FUZZ_SEED=N replays a seed)
 	BERT_HUB_FUZZ_CASES=12000 $(PYTHON) -m pytest -q -s -m fuzz tests/fuzz

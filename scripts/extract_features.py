@@ -118,7 +118,8 @@ def main(argv=None):
     line_index = 0
     with open(args.output_file, "w", encoding="utf-8") as out, torch.no_grad():
         for window in batches(examples, args.batch_size * SORT_WINDOW_BATCHES):
-            encoded = [glue.encode_pair(tokenizer, a, b, args.max_seq_length) for a, b in window]
+            encoded = [glue.encode_pair(tokenizer, a, b, args.max_seq_length, cut_empty_as_pair=False)
+                       for a, b in window]
             lines = [None] * len(encoded)
             for batch in length_sorted_batches(encoded, args.batch_size):
                 longest = max(sum(e[2]) for _, e in batch)    # trimmed: no all-padding columns

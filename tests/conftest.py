@@ -1,13 +1,42 @@
 """Suite-wide guards: every test gets its own empty cache and environment, and no socket may
-reach anything but loopback."""
+reach anything but loopback; the kernel mode (``BERT_HUB_TEST_KERNELS``, docs/testing.md) for
+this process and every Python process the tests start."""
+import importlib.util
 import ipaddress
+import os
 import socket
 import sys
+from pathlib import Path
 
 import pytest
 
 from http_server import file_server  # noqa: F401  (fixture: a real HTTP server on 127.0.0.1)
 from mirror import mirror  # noqa: F401  (fixture: that server as a mirror of Google's bucket)
+
+KERNEL_MODE_DIR = Path(__file__).parent / "kernel_mode"
+
+
+def _kernel_mode():
+    """tests/kernel_mode/sitecustomize.py, loaded here under its own name (it applies the mode
+    to this process as it loads)."""
+    spec = importlib.util.spec_from_file_location("bert_hub_test_kernel_mode",
+                                                  KERNEL_MODE_DIR / "sitecustomize.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def pytest_configure(config):
+    mode = _kernel_mode().mode()
+    if mode != "default":     # child processes import the same file as their sitecustomize
+        paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(KERNEL_MODE_DIR), *paths])
+    config.bert_hub_kernel_mode = mode
+
+
+def pytest_report_header(config):
+    return f"kernel mode: {config.bert_hub_kernel_mode} (BERT_HUB_TEST_KERNELS)"
+
 
 _BERT_HUB_VARS = (
     "BERT_HUB_CACHE", "BERT_HUB_OFFLINE", "BERT_HUB_ENDPOINT", "BERT_HUB_REGISTRY",

@@ -23,15 +23,16 @@ DOC = ROOT / "docs" / "architecture.md"
 # Layer -> modules (names below bert_hub; "bert_hub" is the package root, a package name is its
 # __init__). A module imports only modules of lower layers. docs/architecture.md has the same.
 LAYERS: Dict[int, List[str]] = {
-    0: ["bert_hub", "errors", "filenames", "fast_path", "training", "training.precision",
-        "tasks.squad_metrics", "transformers_compat"],
+    0: ["bert_hub", "errors", "filenames", "json_files", "fast_path", "training",
+        "training.precision", "tasks.squad_metrics", "transformers_compat"],
     1: ["env", "config", "registry", "disk", "fetcher", "gzip_reader", "leveldb_table", "weights",
         "distributed", "optimization", "wordpiece", "sequence_pairs", "training.batches", "unpadding",
         "layers", "transformers_compat.outputs", "transformers_compat.batch_encoding"],
     2: ["manifest", "archive", "cache_layout", "transfer", "http_fetcher", "s3_fetcher",
-        "tf_checkpoint", "input_checks", "hf_hub", "token_offsets", "training.data", "training.checkpointing",
-        "training.logging_sinks", "training.optimizer_step", "tasks.glue", "tasks.pretraining"],
-    3: ["download", "convert", "training.arguments"],
+        "tf_checkpoint", "input_checks", "config_files", "token_offsets", "training.data",
+        "training.checkpointing", "training.logging_sinks", "training.optimizer_step", "tasks.glue",
+        "tasks.pretraining"],
+    3: ["download", "convert", "hf_hub", "training.arguments"],
     4: ["cache", "trainer"],
     5: ["hub"],
     6: ["loading", "tokenization", "transformers_compat.configuration",

@@ -188,6 +188,8 @@ def test_prune_sweeps_orphans_but_not_locked_work(tmp_path):
     with cache.entry_lock(root, "b"):   # another worker is still busy with entry "b"
         removed = cache.prune(root)
         assert busy.exists() and busy not in removed
+        assert (root / ".locks" / "b.lock").exists()     # held: kept
+    assert not (root / ".locks" / "a.lock").exists()      # nothing holds it
     assert orphan in removed and (tmp / "a.part") in removed
     assert not orphan.exists() and not (tmp / "a.part").exists()
 
@@ -690,15 +692,21 @@ def test_prune_removes_damaged_entries_temp_files_and_stale_locks(tmp_path):
     (damaged / cache.MANIFEST_NAME).write_text("[]")
     killed = cache.temp_path(folder / "model.safetensors")     # a conversion killed midway
     killed.write_bytes(b"half")
+    # what an earlier version's killed conversion left: a writer's temp name on a temp name
+    legacy = folder / f".model.safetensors.{'2' * 32}.tmp.{'3' * 12}.tmp"
+    legacy.write_bytes(b"half")
     half_manifest = folder / f"{cache.MANIFEST_NAME}.{'1' * 32}.tmp"
     half_manifest.write_text("{")
     with cache.entry_lock(root, "gone"):      # an entry removed long ago left its lock file
         pass
+    assert (root / ".locks" / "m.lock").exists()      # made when "m" was filled
     removed = cache.prune(root)
-    assert {killed, half_manifest, damaged, root / ".locks" / "gone.lock"} <= set(removed)
-    assert not killed.exists() and not damaged.exists()
+    assert {killed, legacy, half_manifest, damaged, root / ".locks" / "gone.lock",
+            root / ".locks" / "m.lock"} <= set(removed)
+    assert not killed.exists() and not legacy.exists() and not damaged.exists()
     assert cache.verify_entry(cache.find_entry(root, "m")) == []
-    assert sorted(p.name for p in (root / ".locks").iterdir()) == ["m.lock"]
+    assert list((root / ".locks").iterdir()) == []     # no process holds any of them
+    assert cache.ensure_local_archive_entry("m", archive, root=root) == folder   # locks again
 
 
 def test_rm_of_an_entry_another_process_removed_is_a_typed_error(tmp_path, monkeypatch):

@@ -221,10 +221,16 @@ def test_hostile_config_files_fail_with_a_config_error(tmp_path):
     digits.write_text('{"vocab_size": ' + "9" * 5000 + "}")
     with pytest.raises(ConfigError, match=r"is not valid JSON"):
         BertConfig.from_json_file(digits)
-    # nested just below the parser's limit: loads; copying, printing and writing stay typed
+    # nested far deeper than any config, yet below the parser's limit: refused before parsing
     nested = tmp_path / "nested.json"
     nested.write_text('{"vocab_size": 3, "hidden_act": ' + "[" * 900 + "]" * 900 + "}")
-    config = BertConfig(str(nested))
+    with pytest.raises(ConfigError, match=r"nested\.json' nests too deeply \(more than 64 levels"):
+        BertConfig(str(nested))
+    # such a value given in Python: copying, printing and writing stay typed
+    deep = []
+    for _ in range(900):
+        deep = [deep]
+    config = BertConfig.from_dict({"vocab_size": 3, "hidden_act": deep})
     assert len(repr(config)) < 2000
     with pytest.raises(ConfigError, match=r"unknown hidden_act \[+\.\.\.\]+; use one of"):
         config.validate()
@@ -315,7 +321,8 @@ def test_bert_hub_convert_prints_one_line_for_hostile_configs(tmp_path, capsys):
 @pytest.mark.parametrize("text, message", [
     ('[{"do_lower_case": true}]', r"holds a JSON list, not an object of tokenizer settings"),
     ('"lower"', r"holds a JSON str, not an object"),
-    ("[" * 100_000 + "]" * 100_000, r"is not valid JSON"),
+    ("[" * 100_000 + "]" * 100_000, r"nests too deeply"),
+    ('{"do_lower_case": ' + "[" * 65 + "]" * 65 + "}", r"tokenizer_config\.json' nests too deeply"),
 ])
 def test_tokenizer_config_that_is_not_an_object(tmp_path, text, message):
     from bert_hub.errors import InvalidInputError

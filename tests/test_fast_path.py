@@ -10,6 +10,8 @@ import types
 import pytest
 import torch
 
+from floats import assert_close, flat
+
 from bert_hub import fast_path, modeling
 from bert_hub.modeling import BertConfig
 
@@ -35,8 +37,10 @@ HAVE_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn,
 
 @pytest.fixture(autouse=True)
 def fresh_verdicts(monkeypatch):
-    """Each test starts with the fast path on and no remembered verdict on the private op."""
+    """Each test starts with the fast path and oneDNN on (whatever the suite's kernel mode) and
+    no remembered verdict on the private op."""
     monkeypatch.setattr(fast_path, "ENABLED", True)
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", True)
     monkeypatch.setattr(fast_path, "_onednn_ops", {})
 
 
@@ -60,12 +64,6 @@ def inputs(name):
     return ids, torch.randint(0, 3, shape, generator=gen), mask
 
 
-def flat(out):
-    if isinstance(out, (tuple, list)):
-        return [t for o in out for t in flat(o)]
-    return [out]
-
-
 def run(model, name, train):
     """Outputs (eval, no_grad) or loss + every gradient (train, dropout drawn from seed 7)."""
     ids, types_, mask = inputs(name)
@@ -80,12 +78,9 @@ def run(model, name, train):
     return [loss.detach()] + [p.grad for p in model.parameters() if p.grad is not None]
 
 
-def assert_same(fast, plain, atol=1e-5):
-    assert len(fast) == len(plain) > 0
-    for a, b in zip(fast, plain):
-        assert a.shape == b.shape
-        scale = max(1.0, b.abs().max().item())
-        assert (a - b).abs().max().item() <= atol * scale
+def assert_same(fast, plain):
+    assert len(plain) > 0
+    assert_close(fast, plain)
 
 
 @pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
@@ -179,7 +174,8 @@ def test_a_torch_without_the_private_op_imports_and_runs(tmp_path):
             fast = model(ids)
             fast_path.ENABLED = False
             plain = model(ids)
-        assert (fast - plain).abs().max().item() <= 1e-5, (fast - plain).abs().max()
+        diff, scale = (fast - plain).abs().max().item(), max(1.0, plain.abs().max().item())
+        assert diff <= 1e-5 * scale, (diff, scale)
         print("ok", tuple(fast.shape))
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

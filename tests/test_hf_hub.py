@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from floats import assert_close
 from hf_server import FakeHub
 from http_server import Fault
 from tiny_hf import NER_LABELS, repo_files, write_model
@@ -84,9 +85,9 @@ def same_outputs(ours, theirs):
         out = ours(IDS, attention_mask=MASK)
         ref = theirs(IDS, attention_mask=MASK)
     if isinstance(out, tuple):   # BertModel: (encoded layers, pooled)
-        torch.testing.assert_close(out[0][-1][:, :6], ref.last_hidden_state[:, :6], rtol=0, atol=1e-5)
+        assert_close(out[0][-1][:, :6], ref.last_hidden_state[:, :6])
         return
-    torch.testing.assert_close(out[:, :6], ref.logits[:, :6], rtol=0, atol=1e-5)
+    assert_close(out[:, :6], ref.logits[:, :6])
 
 
 def snapshot_dir(root: Path, repo_id: str) -> Path:
@@ -321,8 +322,7 @@ def test_sharded_safetensors_preferred_over_pickles(fake_hub, tmp_path):
     from bert_hub import BertForMaskedLM
     ours = BertForMaskedLM.from_pretrained("acme/sharded")
     with torch.no_grad():
-        torch.testing.assert_close(ours(IDS, attention_mask=MASK)[:, :6],
-                                   model(IDS, attention_mask=MASK).logits[:, :6], rtol=0, atol=1e-5)
+        assert_close(ours(IDS, attention_mask=MASK)[:, :6], model(IDS, attention_mask=MASK).logits[:, :6])
     assert fake_hub.cdn.count(fake_hub.lfs_path(b"never fetched")) == 0
     assert fake_hub.count("HEAD", "pytorch_model.bin") == 0
 
@@ -456,7 +456,7 @@ def test_what_transformers_downloaded_loads_with_no_network(fake_hub, ner, tmp_p
             str(next(snapshot_dir(Path(env["HF_HOME"]) / "hub", "acme/tiny-ner").iterdir())))
         ids = tok("John lives in Paris", return_tensors="pt")["input_ids"]
         with torch.no_grad():
-            torch.testing.assert_close(torch.load(out), reference(ids).logits, rtol=0, atol=1e-5)
+            assert_close(torch.load(out), reference(ids).logits)
 
 
 # -- the command line ---------------------------------------------------------------------------
@@ -506,8 +506,7 @@ def test_local_sharded_folder_loads(tmp_path, safe):
     from bert_hub import BertForMaskedLM
     ours = BertForMaskedLM.from_pretrained(folder)
     with torch.no_grad():
-        torch.testing.assert_close(ours(IDS, attention_mask=MASK)[:, :6],
-                                   model(IDS, attention_mask=MASK).logits[:, :6], rtol=0, atol=1e-5)
+        assert_close(ours(IDS, attention_mask=MASK)[:, :6], model(IDS, attention_mask=MASK).logits[:, :6])
     (folder / shards[-1]).unlink()
     with pytest.raises(EntryNotFoundError, match=rf"the shards \['{shards[-1]}'\] named by"):
         BertForMaskedLM.from_pretrained(folder)

@@ -9,6 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from floats import assert_close
+
 from bert_hub import hub, modeling
 from bert_hub.errors import ArchiveLayoutError, BertHubError, ConversionError, EntryNotFoundError
 from bert_hub.modeling import BertConfig
@@ -50,18 +52,8 @@ def outputs(model):
     return out if isinstance(out, tuple) else (out,)
 
 
-def flat(out):
-    result = []
-    for o in out:
-        result.extend(flat(o) if isinstance(o, (list, tuple)) else [o])
-    return result
-
-
-def assert_same_outputs(a, b, atol=1e-5):
-    got, want = flat(outputs(a)), flat(outputs(b))
-    assert len(got) == len(want)
-    for x, y in zip(got, want):
-        assert (x - y).abs().max().item() <= atol
+def assert_same_outputs(a, b):
+    assert_close(outputs(a), outputs(b))
 
 
 def save_0_6_2_folder(folder, model, rename_layer_norm=False):
@@ -111,7 +103,7 @@ def test_pretraining_checkpoint_into_base_model_and_base_into_head(tmp_path, cap
     with torch.no_grad():
         got = base(*inputs())
         want = pretraining.bert(*inputs())
-    assert_close_all(got, want)
+    assert_close(got, want)
 
     base_folder = save_0_6_2_folder(tmp_path / "base", pretraining.bert)
     with caplog.at_level(logging.WARNING, logger="bert_hub.modeling"):
@@ -124,12 +116,6 @@ def test_pretraining_checkpoint_into_base_model_and_base_into_head(tmp_path, cap
     message = records[0].getMessage()
     assert "cls.predictions.bias" in message and "cls.predictions.transform.dense.weight" in message
     assert "bert.encoder" not in message
-
-
-def assert_close_all(a, b):
-    assert len(flat(a)) == len(flat(b))
-    for x, y in zip(flat(a), flat(b)):
-        assert (x - y).abs().max().item() <= 1e-5
 
 
 def test_missing_head_is_initialised_like_0_6_2(tmp_path, caplog):
@@ -309,8 +295,7 @@ def test_hugging_face_pretraining_folder(tmp_path, transformers, weights):
     with torch.no_grad():
         want = hf(input_ids=ids, token_type_ids=types, attention_mask=mask)
         scores, nsp = ours(ids, types, mask)
-    assert (scores - want.prediction_logits).abs().max().item() <= 1e-5
-    assert (nsp - want.seq_relationship_logits).abs().max().item() <= 1e-5
+    assert_close((scores, nsp), (want.prediction_logits, want.seq_relationship_logits))
 
 
 def test_hugging_face_base_folder_into_classifier(tmp_path, transformers):
@@ -323,7 +308,7 @@ def test_hugging_face_base_folder_into_classifier(tmp_path, transformers):
     with torch.no_grad():
         want = hf(input_ids=ids, token_type_ids=types, attention_mask=mask).last_hidden_state
         got, _ = ours.bert(ids, types, mask, output_all_encoded_layers=False)
-    assert (got - want).abs().max().item() <= 1e-5
+    assert_close(got, want)
 
 
 def test_safetensors_preferred_over_pytorch_model_bin(tmp_path):

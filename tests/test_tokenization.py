@@ -168,6 +168,26 @@ def test_vocab_edited_in_place_is_seen(vocab_file):
     assert ours.tokenize("\u2603x") == ref.tokenize("\u2603x") == ["\u2603x"]
 
 
+def test_a_vocabulary_that_vanishes_or_cannot_be_read_is_a_typed_error(vocab_file, monkeypatch):
+    """Removed between the check and the read (`bert-hub cache rm`), or unreadable: typed, named
+    (from_pretrained resolves a removed cache entry again: tests/fuzz/test_fuzz_folders.py)."""
+    from bert_hub import wordpiece
+    from bert_hub.errors import AccessDeniedError
+
+    for error, typed, message in ((FileNotFoundError(2, "No such file"), EntryNotFoundError,
+                                   "was removed while it was being read"),
+                                  (PermissionError(13, "Permission denied"), AccessDeniedError,
+                                   "cannot be read \\(Permission denied\\)"),
+                                  (OSError(5, "Input/output error"), EntryNotFoundError,
+                                   "cannot be read \\(Input/output error\\)")):
+        def failing(*args, error=error, **kwargs):
+            raise error
+        monkeypatch.setattr(wordpiece, "open", failing, raising=False)
+        with pytest.raises(typed, match=message) as info:
+            BertTokenizer(vocab_file)
+        assert vocab_file in str(info.value)
+
+
 def test_vocab_file_quirks_load_like_062(tmp_path):
     """Lines are stripped, '\\r' ends a line, a repeated token keeps its last id."""
     path = tmp_path / "vocab.txt"
@@ -337,9 +357,12 @@ def test_encode_pair_truncation_is_googles(vocab_file):
         b = tok.convert_tokens_to_ids(tok.tokenize(text_b))
         ta, tb = _google_truncate(a, b, limit - 3)
         got = tok.encode(text_a, text_b, max_length=limit)
-        assert got["input_ids"] == [cls] + ta + [sep] + tb + [sep]
         single = tok.encode(text_a, max_length=limit)
         assert single["input_ids"] == [cls] + a[:limit - 2] + [sep]
+        if not text_b:                  # no second text (0.6.2's run_classifier.py)
+            assert got == single
+        else:                           # b cut to nothing adds no second [SEP] either
+            assert got["input_ids"] == [cls] + ta + [sep] + (tb + [sep] if tb else [])
 
 
 def test_encode_padding_and_default_max_len(vocab_file):

@@ -454,6 +454,37 @@ def test_runtime_errors_name_the_fix(tmp_path):
         no_loss.train()
 
 
+def test_resuming_into_a_model_the_checkpoint_does_not_fit_names_tensor_shapes_and_file(tmp_path):
+    """A checkpoint's weights that disagree with the model (another config: one layer's output
+    projection of another size) are a TrainerError naming the tensor, both shapes and the file,
+    before load_state_dict; so are its unreadable trainer state and missing entries."""
+    trainer = Trainer(_classifier(), DictData(8), epochs=1, output_dir=tmp_path, batch_size=4,
+                      progress=False, seed=7)
+    trainer.train()
+    checkpoint = trainer.checkpoints()[-1]
+    torch.manual_seed(0)
+    wider = Classifier(hidden=20)
+    resumed = Trainer(wider, DictData(8), epochs=1, output_dir=tmp_path, batch_size=4,
+                      progress=False, seed=7)
+    with pytest.raises(TrainerError) as info:
+        resumed.load_checkpoint(checkpoint)
+    text = str(info.value)
+    assert "classifier.weight: checkpoint (3, 16), model (3, 20)" in text
+    assert "dense.weight: checkpoint (16, 8), model (20, 8)" in text
+    assert os.path.join(checkpoint, "model.safetensors") in text and "resume with the model" in text
+    torch.manual_seed(0)
+    fresh = Trainer(_classifier(), DictData(8), epochs=1, output_dir=tmp_path, batch_size=4,
+                    progress=False, seed=7)
+    state = os.path.join(checkpoint, "trainer_state.json")
+    for text, message in (("[" * 5000 + "]" * 5000, "nests too deeply"),
+                          ('{"global_step": 1', "is not valid JSON"),
+                          ("[]", "lacks world_size, batch_size")):
+        with open(state, "w") as f:
+            f.write(text)
+        with pytest.raises(TrainerError, match=message):
+            fresh.load_checkpoint(checkpoint)
+
+
 def test_tensorboard_without_the_package_names_the_fix(tmp_path):
     try:
         import tensorboard  # noqa: F401

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 import bert_hub
+import floats
 from bert_hub import transformers_compat as face
 from bert_hub.errors import ConfigError, InvalidArgumentError, InvalidInputError
 from tiny_hf import NER_LABELS, write_model
@@ -33,11 +34,11 @@ HEADS = ["BertModel", "BertForPreTraining", "BertForMaskedLM", "BertForNextSente
 
 
 def assert_close(ours, theirs, mask=None):
-    """Equal within 1e-5 of the values' magnitude (at least 1); ``mask``: (B, S) real tokens."""
+    """Equal within 1e-5 of the values' magnitude (tests/floats.py); ``mask``: (B, S) real
+    tokens, the only positions compared."""
     if mask is not None:
         ours, theirs = ours[mask.bool()], theirs[mask.bool()]
-    scale = max(1.0, float(theirs.abs().max())) if theirs.numel() else 1.0
-    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5 * scale)
+    floats.assert_close(ours, theirs)
 
 
 @pytest.fixture(scope="module")
@@ -283,7 +284,7 @@ def test_save_pretrained_round_trips_both_ways(models, tmp_path, safe):
         mask = inputs["attention_mask"]
         for key in expected:
             assert_close(got[key], expected[key], mask if got[key].shape[:2] == mask.shape else None)
-            torch.testing.assert_close(back[key], got[key], rtol=0, atol=0)
+            assert torch.equal(back[key], got[key])              # the same weights, bit for bit
     plain = bert_hub.BertForSequenceClassification.from_pretrained(tmp_path / "BertForSequenceClassification")
     assert plain.id2label == dict(enumerate(SENTIMENT))          # the 0.6.2-style class reads it too
 
@@ -477,8 +478,7 @@ def test_transformers_own_pipeline_takes_ours_for_classification_and_fill_mask(m
             results.append(pipe(inputs))
         flat = [json.loads(json.dumps(r, default=float)) for r in results]
         assert _without_scores(flat[1]) == _without_scores(flat[0]), task
-        torch.testing.assert_close(torch.tensor(_scores(flat[1])), torch.tensor(_scores(flat[0])),
-                                   rtol=1e-5, atol=1e-6)
+        floats.assert_close(torch.tensor(_scores(flat[1])), torch.tensor(_scores(flat[0])))
 
 
 def _scores(value):
@@ -529,8 +529,8 @@ def test_registry_names_load_and_save_for_transformers(mirror, tmp_path):
     with torch.no_grad():
         out = ours(**inputs)
         scores, relationship = plain(inputs["input_ids"], inputs["token_type_ids"], inputs["attention_mask"])
-    torch.testing.assert_close(out.prediction_logits, scores, rtol=0, atol=0)
-    torch.testing.assert_close(out.seq_relationship_logits, relationship, rtol=0, atol=0)
+    assert torch.equal(out.prediction_logits, scores)           # the same network, the same call
+    assert torch.equal(out.seq_relationship_logits, relationship)
     ours.save_pretrained(tmp_path / "hf")
     tokenizer.save_pretrained(tmp_path / "hf")
     theirs = transformers.BertForPreTraining.from_pretrained(tmp_path / "hf")

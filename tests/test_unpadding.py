@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 from _train_worker import BertData, tiny_bert_classifier
+from floats import assert_close, flat
 from torch.utils.data import StackDataset, Subset, TensorDataset
 
 from bert_hub import fast_path, modeling, unpadding
@@ -85,12 +86,6 @@ def labels(name: str, mask: torch.Tensor, seed: int = 2) -> dict:
     }.get(name)
 
 
-def flat(out) -> list:
-    if isinstance(out, (tuple, list)):
-        return [t for o in out for t in flat(o)]
-    return [out]
-
-
 def dense_as_unpadded(name: str, out, mask):
     """The dense path's outputs as the unpadded path returns them: per-token outputs zero at
     padded positions (question answering's logits -10000)."""
@@ -110,14 +105,6 @@ def dense_loss(name: str, dense, batch, label_kw):
         loss = torch.nn.CrossEntropyLoss(ignore_index=S)
         return (loss(start, label_kw["start_positions"]) + loss(end, label_kw["end_positions"])) / 2
     return dense(*batch, **label_kw)
-
-
-def assert_close(got, want, atol):
-    got, want = [t.detach() for t in flat(got)], [t.detach() for t in flat(want)]
-    assert [g.shape for g in got] == [w.shape for w in want]
-    for g, w in zip(got, want):
-        scale = max(1.0, float(w.abs().max()))
-        assert float((g.float() - w.float()).abs().max()) <= atol * scale
 
 
 # ---------------------------------------------------------------------------- equality
@@ -315,7 +302,7 @@ def test_training_on_padded_data_gives_the_dense_paths_weights(tmp_path):
         Trainer(model, RaggedBertData(), batch_size=4, epochs=2, lr=1e-2, progress=False,
                 output_dir=tmp_path / out).train()
     for (key, a), b in zip(unpadded.named_parameters(), dense.parameters()):
-        assert float((a - b).detach().abs().max()) <= 1e-6, key
+        assert_close(a, b, 1e-6, what=key)
 
 
 def test_evaluate_and_predict_return_the_input_order(tmp_path):
@@ -330,7 +317,7 @@ def test_evaluate_and_predict_return_the_input_order(tmp_path):
     assert_close(trainer.predict(data), one_by_one, 1e-5)
     metrics = trainer.evaluate(data)
     assert metrics["y"] == data.labels.tolist()
-    assert abs(metrics["first"] - float(one_by_one[0, 0])) <= 1e-5
+    assert_close(metrics["first"], float(one_by_one[0, 0]))
 
 
 def test_example_lengths_read_masks_ids_and_columns():

@@ -12,6 +12,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from floats import assert_close
+
 from bert_hub import modeling, weights
 from bert_hub.convert import export_tf_checkpoint
 from bert_hub.errors import BertHubError, ConversionError, EntryNotFoundError
@@ -44,10 +46,9 @@ def outputs(model):
 
 
 def assert_same_outputs(a, b):
-    got, want = outputs(a), outputs(b)
-    assert len(got) == len(want)
-    for x, y in zip(got, want):
-        assert (x - y).abs().max().item() <= 1e-6
+    """The weights' bits are compared where they are promised; outputs may take other kernels
+    (packed or separate projections)."""
+    assert_close(outputs(a), outputs(b), tol=1e-6)
 
 
 # -- damaged and hostile files ------------------------------------------------------------------
@@ -209,7 +210,7 @@ def test_damaged_or_hostile_shard_index_is_a_typed_error(tmp_path):
             weights.load_weights(index)
     for broken in ("{", "[]", '{"weight_map": 3}', '{"other": {}}'):
         index.write_text(broken)
-        with pytest.raises(ConversionError, match="is not a sharded-checkpoint index"):
+        with pytest.raises(ConversionError, match="sharded-checkpoint index"):
             weights.load_weights(index)
     index.write_text(json.dumps({"weight_map": {"a": "gone.safetensors"}}))
     with pytest.raises(EntryNotFoundError, match=r"the shards \['gone\.safetensors'\] named by"):

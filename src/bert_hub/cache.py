@@ -54,8 +54,8 @@ from .manifest import (  # noqa: F401  (re-exported: what an entry records about
     is_reserved_name,
     load_manifest,
     load_record,
-    publish_file,
     read_manifest,
+    record_file,
     sha256_file,
     temp_path,
     valid_file_record,
@@ -511,8 +511,10 @@ _TMP_ITEM = re.compile(r"^(.+?)(\.[0-9a-f]{32}\.(?:extract|model|old)|\.[0-9a-f]
 
 def prune(root: Path) -> List[Path]:
     """Remove what no process is using: temp files and folders (in .tmp, in entries, beside
-    single files), incomplete or damaged entries, and the lock files of entries that no longer
-    exist. Each item goes only when its entry's lock can be taken at once."""
+    single files), incomplete or damaged entries, and the lock file of every entry that no
+    process holds (a lock file is made again when next needed). Each item goes only when its
+    entry's lock can be taken at once; a lock file is removed while held, so a process waiting
+    on it finds it gone and takes a new one."""
     removed: List[Path] = []
     locks_before = set(_children(root / layout.LOCKS))   # the ones prune creates go without a word
 
@@ -538,9 +540,7 @@ def prune(root: Path) -> List[Path]:
     for item in _children(root / "files"):
         if TEMP_SUFFIX.search(item.name):
             remove(item.name.split(".", 1)[0], item)
-    for lock in _children(root / layout.LOCKS):
-        name = lock.name[: -len(".lock")]
-        if lock.suffix == ".lock" and not (entry_path(root, name).exists()
-                                           or (root / "files" / name).exists()):
-            remove(name, lock)
+    for lock in _children(root / layout.LOCKS):     # last: the removals above take locks too
+        if lock.suffix == ".lock":
+            remove(lock.name[: -len(".lock")], lock)
     return removed

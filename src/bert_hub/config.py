@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Union
 
 from .errors import ConfigError
+from .json_files import read_json
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ _SHOW = reprlib.Repr()
 _SHOW.maxstring, _SHOW.maxother, _SHOW.maxlevel = 80, 80, 3
 
 
-def _show(value) -> str:
+def short_repr(value) -> str:
     """repr() for messages: short, and safe on deeply nested values read from a file."""
     return _SHOW.repr(value)
 
@@ -127,7 +128,7 @@ class BertConfig:
         if first is not None and not isinstance(first, int):
             raise ConfigError(
                 f"the first argument of BertConfig is a vocabulary size (int) or the path of a "
-                f"bert_config.json, got {_show(first)}")
+                f"bert_config.json, got {short_repr(first)}")
         if first is not None and vocab_size is not None:
             raise ConfigError(
                 f"vocab_size given twice ({first!r} and vocab_size={vocab_size!r}); give it once")
@@ -161,22 +162,22 @@ class BertConfig:
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{name} must be a number in [0, 1), got {_show(value)}")
+                raise ConfigError(f"{name} must be a number in [0, 1), got {short_repr(value)}")
             if not 0.0 <= value < 1.0:
                 raise ConfigError(f"{name} ({value}) must be in [0, 1)")
         value = self.initializer_range
         if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                 not 0 <= value < float("inf"):
-            raise ConfigError(f"initializer_range must be a non-negative number, got {_show(value)}")
+            raise ConfigError(f"initializer_range must be a non-negative number, got {short_repr(value)}")
         value = self.layer_norm_eps
         if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                 not 0 < value < float("inf"):
             raise ConfigError(f"layer_norm_eps must be a positive number (BERT uses 1e-12), got "
-                              f"{_show(value)}")
+                              f"{short_repr(value)}")
         act = self.hidden_act
         if not callable(act) and not (isinstance(act, str) and act in ACTIVATIONS):
             raise ConfigError(
-                f"unknown hidden_act {_show(act)}; use one of {', '.join(ACTIVATIONS)} or a callable")
+                f"unknown hidden_act {short_repr(act)}; use one of {', '.join(ACTIVATIONS)} or a callable")
 
     # -- construction from data -----------------------------------------------------------------
     @classmethod
@@ -190,18 +191,18 @@ class BertConfig:
         if "vocab_size" not in known:
             raise ConfigError("the config has no 'vocab_size'; a bert_config.json always has one")
         if not isinstance(known["vocab_size"], int):   # a str would be taken for a file path
-            raise ConfigError(f"vocab_size must be an integer, got {_show(known['vocab_size'])}")
+            raise ConfigError(f"vocab_size must be an integer, got {short_repr(known['vocab_size'])}")
         if known.get("layer_norm_eps", 0) is None:     # Hugging Face's null: the default
             del known["layer_norm_eps"]
         for key, expected in _HF_FIXED_KEYS.items():
             if key in extra and extra[key] is not None and extra[key] != expected:
                 raise ConfigError(
-                    f"{key}={_show(extra[key])} is not supported (BERT uses {key}={expected!r}); "
+                    f"{key}={short_repr(extra[key])} is not supported (BERT uses {key}={expected!r}); "
                     "this config describes a different architecture")
         unknown = sorted(set(extra) - _HF_INFORMATIONAL_KEYS - set(_HF_FIXED_KEYS))
         if unknown:
             logger.warning("config keys not used by BertConfig (kept in .extra): %s%s",
-                           ", ".join(_show(k) if len(k) > 80 else k for k in unknown[:20]),
+                           ", ".join(short_repr(k) if len(k) > 80 else k for k in unknown[:20]),
                            f" and {len(unknown) - 20} more" if len(unknown) > 20 else "")
         config = cls(known.pop("vocab_size"), **known)
         config.extra = extra
@@ -214,24 +215,10 @@ class BertConfig:
             raise ConfigError(
                 f"config file {os.fspath(json_file)!r} is a folder; pass the bert_config.json "
                 "inside it, or load the folder with from_pretrained()")
-        try:
-            # utf-8-sig: a byte-order mark (Windows editors write one) is not part of the JSON
-            with open(json_file, "r", encoding="utf-8-sig") as reader:
-                text = reader.read()
-        except FileNotFoundError:
-            raise ConfigError(f"config file {os.fspath(json_file)!r} does not exist") from None
-        except UnicodeDecodeError as exc:
-            raise ConfigError(
-                f"config file {os.fspath(json_file)!r} is not UTF-8 text ({exc.reason} at byte "
-                f"{exc.start}); pass the model's bert_config.json") from None
-        try:
-            data = json.loads(text)
-        except RecursionError:
-            raise ConfigError(f"config file {os.fspath(json_file)!r} nests too deeply to be a "
-                              "config (a bert_config.json is one flat object)") from None
-        except ValueError as exc:   # JSONDecodeError, or an integer of thousands of digits
-            raise ConfigError(f"config file {os.fspath(json_file)!r} is not valid JSON: {exc}") \
-                from None
+        # a byte-order mark (Windows editors write one) is not part of the JSON; the size and
+        # nesting are bounded before parsing (json_files)
+        data = read_json(json_file, ConfigError, "config file",
+                         fix="pass the model's bert_config.json (one flat JSON object)")
         try:
             return cls.from_dict(data)
         except ConfigError as exc:
@@ -265,7 +252,7 @@ class BertConfig:
         try:
             return json.dumps(data, indent=2, sort_keys=True) + "\n"
         except (RecursionError, TypeError, ValueError) as exc:
-            raise ConfigError(f"this config cannot be written as JSON ({_show(str(exc))}); every "
+            raise ConfigError(f"this config cannot be written as JSON ({short_repr(str(exc))}); every "
                               "field of a bert_config.json is a number or a string") from None
 
     def to_json_file(self, json_file_path: Union[str, os.PathLike],
@@ -277,7 +264,7 @@ class BertConfig:
 
     def __repr__(self) -> str:
         fields = (f.name for f in dataclasses.fields(self) if f.name != "extra")
-        return f"BertConfig({', '.join(f'{k}={_show(getattr(self, k))}' for k in fields)})"
+        return f"BertConfig({', '.join(f'{k}={short_repr(getattr(self, k))}' for k in fields)})"
 
 
 def parameter_count(config) -> int:
@@ -297,7 +284,7 @@ def check_sizes(config) -> None:
             continue   # e.g. dimensions read off a checkpoint carry no head count
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{name} must be an integer, got {_show(value)}")
+            raise ConfigError(f"{name} must be an integer, got {short_repr(value)}")
         if value <= 0:
             raise ConfigError(f"{name} must be positive, got {value}")
         if value > limit:

@@ -34,7 +34,8 @@ logger = logging.getLogger(__name__)
 
 # ONNX Runtime 1.14+ runs opset 18; the dynamo exporter's own default.
 OPSET = 18
-# ONNX Runtime's fp32 output against PyTorch's, largest absolute difference allowed.
+# ONNX Runtime's fp32 output against PyTorch's: the largest difference allowed, as a fraction of
+# max(1, the largest |value|) (float rounding differs between CPUs and kernels).
 TOLERANCE = 1e-4
 
 
@@ -205,11 +206,12 @@ def verify_onnx(model: nn.Module, path: Path, ort=None, *, int8: bool = False) -
                         f"{float(cosine.min()):.3f}); export without int8")
                 continue
             diff = float((w - g).abs().max()) if w.shape == g.shape else float("inf")
-            if not diff <= TOLERANCE:
+            scale = max(1.0, float(w.abs().max())) if w.numel() else 1.0
+            if not diff <= TOLERANCE * scale:       # relative: rounding differs between CPUs
                 raise ConversionError(
                     f"ONNX Runtime's {name} differs from PyTorch's by {diff:.3g} (shapes "
-                    f"{tuple(g.shape)} vs {tuple(w.shape)}, tolerance {TOLERANCE}); the export "
-                    "is not written")
+                    f"{tuple(g.shape)} vs {tuple(w.shape)}, tolerance {TOLERANCE} x "
+                    f"{scale:.3g}, the largest value); the export is not written")
 
 
 # -- int8 -----------------------------------------------------------------------------------------

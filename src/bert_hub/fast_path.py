@@ -13,7 +13,8 @@ here, beside a plain path that computes the same thing with public ops:
 Under a tracer (``is_tracing()``: torch.compile, torch.export, TorchScript, ONNX export) the
 plain path is taken too: a graph holds public ops only.
 
-``ENABLED = False`` takes the plain path everywhere (to compare, or to rule the fast path out).
+``ENABLED = False`` takes the plain path everywhere (to compare, or to rule the fast path out);
+``torch.backends.mkldnn.enabled = False`` rules out oneDNN's linear as it does torch's own uses.
 A torch whose private op is missing, raises, or computes something else (checked once per
 activation and dtype against ``F.linear``) costs speed, never correctness: the plain path
 takes over.
@@ -83,7 +84,8 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] =
 
 def _onednn_ok(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> bool:
     if not (ENABLED and x.device.type == "cpu" and x.dtype == weight.dtype
-            and x.dtype in (torch.float32, torch.bfloat16) and torch.backends.mkldnn.is_available()):
+            and x.dtype in (torch.float32, torch.bfloat16) and torch.backends.mkldnn.is_available()
+            and torch.backends.mkldnn.enabled):
         return False
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
                                     or (bias is not None and bias.requires_grad)):

@@ -19,18 +19,21 @@ This module never imports torch; environment variables are read when a function 
 from __future__ import annotations
 
 import contextlib
-import inspect
-import json
 import logging
 import os
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 from . import env
-from .config import BertConfig
+from .config_files import (  # noqa: F401  (label_*: their home before config_files)
+    label_arguments,
+    label_fields,
+    label_maps,
+    read_config,
+)
 from .errors import (
     AccessDeniedError,
     BertHubError,
@@ -42,29 +45,18 @@ from .errors import (
     MissingDependencyError,
     OfflineError,
 )
-from .filenames import (
-    HF_CONFIG_NAME,
-    SAFE_WEIGHTS_INDEX_NAME,
-    SAFE_WEIGHTS_NAME,
-    TOKENIZER_CONFIG_NAME,
-    VOCAB_NAME,
-    WEIGHTS_INDEX_NAME,
-    WEIGHTS_NAME,
-)
-from .weights import INDEX_SUFFIX, missing_shards, shard_files
+from .filenames import HF_CONFIG_NAME, TOKENIZER_CONFIG_NAME, VOCAB_NAME
+from .json_files import read_json
+from .weights import INDEX_SUFFIX, WEIGHTS_PREFERENCE, missing_shards, shard_files
 
 logger = logging.getLogger(__name__)
 
 HF_PREFIX = "hf://"
 DEFAULT_ENDPOINT = "https://huggingface.co"
 DOWNLOAD_ATTEMPTS = 3   # a transfer cut by the network is tried again (finished files are kept)
-# Weights in the order we take them: safetensors (whole, then sharded) before pickles.
-WEIGHTS_PREFERENCE = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
 # Small files fetched first: config, tokenizer, shard indexes, sentence-transformers pooling.
 SMALL_FILES = [HF_CONFIG_NAME, VOCAB_NAME, TOKENIZER_CONFIG_NAME, "*" + INDEX_SUFFIX,
                "modules.json", "sentence_bert_config.json", "*_Pooling/config.json"]
-# Hugging Face activation names that are ours under another name.
-_HF_ACTIVATIONS = {"gelu_python": "gelu", "gelu_fast": "gelu_new"}
 _NAME_PART = r"[A-Za-z0-9](?:[\w.-]{0,94}[\w])?"
 _REPO_ID = re.compile(rf"^(?:{_NAME_PART}/)?{_NAME_PART}$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -363,90 +355,6 @@ def _first_line(exc: BaseException) -> str:
     return " ".join(lines[:2]) or type(exc).__name__
 
 
-# -- config.json --------------------------------------------------------------------------------
-def read_config(path, source: Optional[str] = None) -> BertConfig:
-    """A ``BertConfig`` from Google's ``bert_config.json`` or a Hugging Face ``config.json``.
-
-    A Hugging Face config must describe BERT (``model_type`` "bert"); its activation names are
-    mapped to ours and its ``id2label`` / ``label2id`` kept in ``config.extra``."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
-    except (OSError, ValueError):
-        return BertConfig.from_json_file(path)   # raises its clear ConfigError
-    if not isinstance(data, dict):
-        return BertConfig.from_dict(data)         # the same
-    what = source or str(path)
-    model_type = data.get("model_type")
-    architectures = [a for a in data.get("architectures") or [] if isinstance(a, str)]
-    if model_type not in (None, "bert") or any(not a.startswith("Bert") for a in architectures):
-        raise ConfigError(
-            f"{what} is a {model_type or architectures[0]!r} model (config.json model_type "
-            f"{model_type!r}, architectures {architectures}); bert_hub loads BERT models only "
-            "(model_type 'bert')")
-    act = data.get("hidden_act")
-    if isinstance(act, str) and act in _HF_ACTIVATIONS:
-        data = {**data, "hidden_act": _HF_ACTIVATIONS[act]}
-    config = BertConfig.from_dict(data)
-    label_maps(config)   # malformed labels fail here, at load
-    return config
-
-
-def label_maps(config: BertConfig) -> Tuple[Dict[int, str], Dict[str, int]]:
-    """``(id2label, label2id)`` from a config's ``id2label`` / ``label2id`` (empty when absent)."""
-    raw = config.extra.get("id2label") or {}
-    try:
-        id2label = {int(k): str(v) for k, v in dict(raw).items()}
-    except (TypeError, ValueError):
-        raise ConfigError(f"id2label must map class ids to label names, e.g. {{\"0\": \"O\"}}; "
-                          f"got {raw!r}") from None
-    if id2label and sorted(id2label) != list(range(len(id2label))):
-        raise ConfigError(f"id2label must name classes 0..{len(id2label) - 1}, got ids "
-                          f"{sorted(id2label)}")
-    given = config.extra.get("label2id")
-    label2id = {str(k): int(v) for k, v in given.items()} if isinstance(given, dict) and given \
-        else {name: i for i, name in id2label.items()}
-    return id2label, label2id
-
-
-def label_fields(id2label, label2id=None) -> Dict[str, Dict]:
-    """``{"id2label": {"0": name, ...}, "label2id": {name: 0, ...}}`` as a config.json holds
-    them (ids as strings), checked; ``{}`` without labels. ``label2id`` defaults to the
-    inverse of ``id2label``."""
-    if not id2label:
-        return {}
-    try:
-        names = {int(k): v for k, v in dict(id2label).items()}
-    except (TypeError, ValueError):
-        raise ConfigError(f"id2label must map class ids (0, 1, ...) to label names, got "
-                          f"{id2label!r:.200}") from None
-    if sorted(names) != list(range(len(names))) or not all(isinstance(v, str) for v in names.values()):
-        raise ConfigError(f"id2label must name classes 0..{len(names) - 1} with str labels, got "
-                          f"{id2label!r:.200}")
-    ids = dict(label2id) if label2id else {name: i for i, name in names.items()}
-    if not all(isinstance(k, str) and type(v) is int for k, v in ids.items()):
-        raise ConfigError(f"label2id must map label names (str) to class ids (int), got "
-                          f"{label2id!r:.200}")
-    return {"id2label": {str(i): names[i] for i in sorted(names)}, "label2id": ids}
-
-
-def label_arguments(cls, config: BertConfig, inputs: tuple, kwargs: dict):
-    """``(kwargs, id2label, label2id)`` for building ``cls``: ``num_labels`` from the config's
-    ``id2label`` when the head takes it and the caller did not give it. A caller's different
-    ``num_labels`` drops the labels (they describe another head)."""
-    id2label, label2id = label_maps(config)
-    params = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "config")]
-    if "num_labels" not in params or not id2label:
-        return kwargs, id2label, label2id
-    given = kwargs.get("num_labels", inputs[0] if inputs and params[0] == "num_labels" else None)
-    if given is None:
-        return {**kwargs, "num_labels": len(id2label)}, id2label, label2id
-    if given != len(id2label):
-        logger.warning("num_labels=%s differs from the %d labels in the config; the labels are "
-                       "dropped", given, len(id2label))
-        return kwargs, {}, {}
-    return kwargs, id2label, label2id
-
-
 # -- what the cache holds -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class CachedModel:
@@ -477,7 +385,7 @@ def cached_models(cache_dir=None) -> Tuple[List[CachedModel], List[Tuple[str, st
             if reason:
                 reasons.append(reason)
                 continue
-            data = json.loads(snap.config_file.read_text(encoding="utf-8"))
+            data = read_json(snap.config_file, ConfigError, "config file")
             loadable.append(CachedModel(
                 repo_id=repo.repo_id, commit=revision.commit_hash, refs=tuple(sorted(revision.refs)),
                 size=revision.size_on_disk, weights=snap.weights_file.name,

@@ -27,7 +27,9 @@ from .filenames import (  # noqa: F401  (CONFIG_NAME, WEIGHTS_NAME: 0.6.2's name
     VOCAB_NAME,
     WEIGHTS_NAME,
 )
+from .config_files import CONFIG_NAMES
 from .registry import load_registry, resolve_url
+from .weights import WEIGHTS_PREFERENCE
 
 TF_INDEX_NAME = f"{TF_CHECKPOINT_NAME}.index"  # a Google release folder (TensorFlow checkpoint)
 
@@ -113,10 +115,10 @@ def resolve_model(
 def _resolve_local_folder(folder: Path, *, need_weights: bool, cache_dir=None,
                           lock_name: Optional[str] = None) -> ModelFiles:
     """Our folder, a 0.6.2 folder or a Hugging Face folder (whole or sharded weights, in
-    ``hf_hub.WEIGHTS_PREFERENCE`` order: safetensors first)."""
+    ``weights.WEIGHTS_PREFERENCE`` order: safetensors first)."""
     found = {p.name for p in folder.iterdir()}
-    config = _first_present(folder, found, (CONFIG_NAME, HF_CONFIG_NAME))
-    weights = _first_present(folder, found, hf_hub.WEIGHTS_PREFERENCE)
+    config = _first_present(folder, found, CONFIG_NAMES)
+    weights = _first_present(folder, found, WEIGHTS_PREFERENCE)
     vocab = folder / VOCAB_NAME if VOCAB_NAME in found else None
     tokenizer_config = folder / TOKENIZER_CONFIG_NAME if TOKENIZER_CONFIG_NAME in found else None
     if config is not None and need_weights and _tf_prefix(folder) is not None and \
@@ -203,13 +205,12 @@ def ensure_converted(folder: Path, *, cache_dir=None, lock_name: Optional[str] =
         checkpoint_bytes = sum(p.stat().st_size for p in folder.glob(f"{prefix.name}.data-*"))
         disk.check_free_space(folder, checkpoint_bytes, f"convert {prefix} to {SAFE_WEIGHTS_NAME}")
         from .convert import convert_tf_checkpoint
-        tmp = cache.temp_path(weights)
-        try:
-            with disk.writing(tmp, f"converting {prefix}", any_error=False):
-                convert_tf_checkpoint(prefix, folder / CONFIG_NAME, tmp, format="safetensors")
-            cache.publish_file(tmp, weights, manifest_folder=folder if in_cache else None)
-        finally:
-            tmp.unlink(missing_ok=True)
+        # The converter writes under its own temp name and moves it into place (one owner per
+        # temp name: a killed conversion leaves one file that prune and the sweep above know).
+        with disk.writing(weights, f"converting {prefix}", any_error=False):
+            convert_tf_checkpoint(prefix, folder / CONFIG_NAME, weights, format="safetensors")
+        if in_cache:
+            cache.record_file(folder, weights)
         logger.info("Converted %s to %s", prefix, weights)
         return weights
 
@@ -271,7 +272,7 @@ def check_layout(folder: Path) -> None:
             f"name. Accepted: {ACCEPTED_FORMS}.")
     found = {p.name for p in folder.iterdir()}
     has_config = bool(found & {CONFIG_NAME, HF_CONFIG_NAME})
-    has_weights = bool(found.intersection(hf_hub.WEIGHTS_PREFERENCE)) or \
+    has_weights = bool(found.intersection(WEIGHTS_PREFERENCE)) or \
         _tf_prefix(folder) is not None
     if not (has_config and (has_weights or VOCAB_NAME in found)):
         raise ArchiveLayoutError(

@@ -13,7 +13,7 @@ from typing import List, Optional
 import torch
 from torch import nn
 
-from . import fast_path, hf_hub, hub, weights
+from . import config_files, fast_path, hub, weights
 from .errors import ConfigError, ConversionError, InvalidArgumentError, InvalidInputError
 from .filenames import CONFIG_NAME
 from .input_checks import check_flag
@@ -56,7 +56,7 @@ def from_pretrained(cls, name_or_path, inputs: tuple, kwargs: dict, *, cache_dir
         elif files.config_file is None:
             raise ConfigError(f"{str(files.folder)!r} has no {CONFIG_NAME}")
         else:
-            config = hf_hub.read_config(files.config_file)
+            config = config_files.read_config(files.config_file)
         if state_dict is not None:
             return config, state_dict, _ARGUMENT
         if files.weights_file is None and files.tf_checkpoint is not None:
@@ -69,7 +69,7 @@ def from_pretrained(cls, name_or_path, inputs: tuple, kwargs: dict, *, cache_dir
         name_or_path, read, cache_dir=cache_dir, force_download=force_download,
         local_files_only=local_files_only, need_weights=state_dict is None, revision=revision,
         token=token)
-    kwargs, id2label, label2id = hf_hub.label_arguments(cls, config, inputs, kwargs)
+    kwargs, id2label, label2id = config_files.label_arguments(cls, config, inputs, kwargs)
     with torch.device("meta"):
         model = cls(config, *inputs, **kwargs)
     load_checkpoint(model, state_dict, source, torch_dtype=torch_dtype, device=device,
@@ -94,7 +94,9 @@ def load_checkpoint(model: nn.Module, state_dict: Mapping[str, torch.Tensor], so
             continue
         tensor, target = state_dict[key], expected[new]
         if tensor.shape != target.shape:
-            mismatched.append(f"{new}: checkpoint {tuple(tensor.shape)}, model "
+            shard = (f" in {weights.tensor_file(source, key)}"
+                     if source.endswith(weights.INDEX_SUFFIX) else "")
+            mismatched.append(f"{new}: checkpoint {tuple(tensor.shape)}{shard}, model "
                               f"{tuple(target.shape)} ({_shape_fix(new, tensor.shape)})")
             continue
         dtype = target.dtype if torch_dtype is None else torch_dtype
@@ -136,7 +138,7 @@ def label_fields(model: nn.Module) -> dict:
     head's ``num_labels``; ``{}`` for a model without labels."""
     id2label = getattr(model, "id2label", None)
     if id2label is None:   # built from a config, never loaded
-        id2label, label2id = hf_hub.label_maps(model.config)
+        id2label, label2id = config_files.label_maps(model.config)
         if len(id2label) != getattr(model, "num_labels", len(id2label)):
             return {}
     else:
@@ -145,7 +147,7 @@ def label_fields(model: nn.Module) -> dict:
         if id2label and heads is not None and len(id2label) != heads:
             raise ConfigError(f"{type(model).__name__} has {heads} labels but id2label names "
                               f"{len(id2label)}; set model.id2label to one name per label")
-    return hf_hub.label_fields(id2label, label2id)
+    return config_files.label_fields(id2label, label2id)
 
 
 @torch.no_grad()

@@ -11,20 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Optional, Tuple
 
 from . import disk
+from .filenames import TEMP_SUFFIX, temp_path  # noqa: F401  (re-exported: the cache's temp names)
 
 MANIFEST_NAME = ".bert_hub.json"
 _CHUNK = 1 << 20
 _MAX_MANIFEST = 16 << 20        # bytes; a manifest lists a handful of files
-# Temp files beside what they become: ".<name>.<32 hex>.tmp" (conversions, manifests), and
-# "<name>.json.<32 hex>.tmp" (single-file records). No process keeps one after it finishes.
-TEMP_SUFFIX = re.compile(r"\.[0-9a-f]{32}\.tmp$")
 
 
 
@@ -100,21 +97,12 @@ def write_manifest(folder: Path, manifest: Mapping) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def publish_file(tmp_path: Path, final_path: Path, *, manifest_folder: Optional[Path] = None) -> None:
-    """Move a finished file into place and, when inside an entry, record its hash and size."""
-    with disk.writing(final_path, "publishing a file in the cache"):
-        os.replace(tmp_path, final_path)
-    if manifest_folder is not None:
-        manifest = read_manifest(manifest_folder) or {}
-        files = dict(manifest.get("files", {}))
-        files[final_path.name] = {"sha256": sha256_file(final_path), "size": final_path.stat().st_size}
-        write_manifest(manifest_folder, {**manifest, "files": files})
-
-
-def temp_path(final: Path) -> Path:
-    """A unique temp file beside `final`, named so that `prune` knows it and no archive can
-    ship one (see is_reserved_name)."""
-    return final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+def record_file(folder: Path, path: Path) -> None:
+    """Record a file now in entry ``folder`` (its hash and size) in the entry's manifest."""
+    manifest = read_manifest(folder) or {}
+    files = dict(manifest.get("files", {}))
+    files[path.name] = {"sha256": sha256_file(path), "size": path.stat().st_size}
+    write_manifest(folder, {**manifest, "files": files})
 
 
 def is_reserved_name(name: str) -> bool:

@@ -1,8 +1,19 @@
 """BERT's input layout, ``[CLS] a [SEP] (b [SEP])``, built one way for the tokenizer and every
-task (GLUE, SQuAD, pre-training data, feature extraction): how a pair is cut to fit, how it is
-assembled with its segment ids, and the (N, T) tensors stacked from task features.
+task (GLUE, SQuAD, pre-training data, feature extraction): when a second text counts as absent,
+how a pair is cut to fit, how it is assembled with its segment ids, and the (N, T) tensors
+stacked from task features.
 
 Items may be word pieces or ids: the functions only count and place them.
+
+An empty second text, as pytorch-pretrained-bert 0.6.2's ``run_classifier.py`` (what the
+published GLUE numbers were produced with) treats it:
+
+- ``None`` or ``""``: no pair (its ``if example.text_b:``): ``[CLS] a [SEP]``, ``a`` cut to
+  ``max_length - 2`` (:func:`second_text`).
+- A text that is there but tokenizes to nothing (whitespace, zero-width characters only): ``a``
+  is cut as a pair's first text, to ``max_length - 3``, and no second ``[SEP]`` follows (its
+  ``if tokens_b:``): ``[CLS] a [SEP]`` (:func:`truncate_and_assemble` with ``b == []``). The
+  same when the cut leaves nothing of ``b``.
 """
 from __future__ import annotations
 
@@ -11,6 +22,17 @@ from collections.abc import Sequence
 from typing import Optional
 
 from .errors import InvalidInputError
+
+
+def second_text(text_b: Optional[str]) -> Optional[str]:
+    """``text_b``, or None where 0.6.2 reads no pair: None or the empty string."""
+    return text_b if text_b else None
+
+
+def special_count(b: Optional[Sequence]) -> int:
+    """How many of ``max_length``'s positions [CLS] and the [SEP]s take: 2 without a second
+    text, 3 with one (also one that tokenized to nothing: 0.6.2 cuts it as a pair)."""
+    return 2 if b is None else 3
 
 
 def truncate_seq_pair(tokens_a: list, tokens_b: list, max_length: int,
@@ -67,9 +89,11 @@ def truncate_and_assemble(a: Sequence, b: Optional[Sequence], max_length: Option
                           sep) -> tuple[list, list[int]]:
     """:func:`assemble` after cutting ``a`` and ``b`` (not in place) so that the whole layout
     has at most ``max_length`` items (None: no limit): a single text keeps its first
-    ``max_length - 2`` items, a pair is cut as :func:`truncate_seq_pair` cuts it."""
+    ``max_length - 2`` items, a pair is cut as :func:`truncate_seq_pair` cuts it. An empty
+    ``b`` (a second text with no word pieces) is cut for as a pair; a ``b`` empty after the
+    cut adds no second segment, as in 0.6.2 (see the module's docstring)."""
     if max_length is not None:
-        specials = 2 if b is None else 3
+        specials = special_count(b)
         if max_length < specials:
             raise InvalidInputError(
                 f"max_length ({max_length}) leaves no room for [CLS] and "
@@ -79,7 +103,7 @@ def truncate_and_assemble(a: Sequence, b: Optional[Sequence], max_length: Option
         else:
             keep_a, keep_b = _kept_lengths(len(a), len(b), max_length - specials)
             a, b = a[:keep_a], b[:keep_b]
-    return assemble(a, b, cls, sep)
+    return assemble(a, b if b is not None and len(b) else None, cls, sep)
 
 
 def input_tensors(features) -> dict:

@@ -33,6 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from . import sequence_pairs
 from .errors import EntryNotFoundError, InvalidInputError, MissingDependencyError, UnknownTokenError
 from .filenames import TOKENIZER_CONFIG_NAME, VOCAB_NAME
+from .json_files import read_json
 from .wordpiece import (  # noqa: F401  (Google's and 0.6.2's module names, re-exported)
     CONTROLS_062,
     CONTROLS_GOOGLE,
@@ -364,8 +365,10 @@ class BertTokenizer:
 
     def _assemble(self, a: list[int], b: list[int] | None, limit: int | None,
                   truncation: bool) -> dict[str, list[int]]:
-        """Google's layout: [CLS] a [SEP] (b [SEP]); pairs truncated longest-first."""
-        length = len(a) + (0 if b is None else len(b)) + (2 if b is None else 3)
+        """Google's layout: [CLS] a [SEP] (b [SEP]); pairs truncated longest-first; an empty b
+        (a second text with no word pieces) cut for as a pair, with no second [SEP]
+        (``sequence_pairs``)."""
+        length = len(a) + (0 if b is None else len(b)) + sequence_pairs.special_count(b)
         if limit is not None and length > limit and not truncation:
             raise InvalidInputError(
                 f"the encoded sequence has {length} tokens, more than max_length={limit}; "
@@ -388,11 +391,14 @@ class BertTokenizer:
         ``attention_mask`` (lists of ints, length <= max_length).
 
         ``max_length`` defaults to ``max_len`` (from the model registry) when one is set.
-        ``padding=True`` pads with [PAD] to ``max_length`` (mask 0).
+        ``padding=True`` pads with [PAD] to ``max_length`` (mask 0). A ``text_pair`` of "" is
+        no pair, and one with no word pieces (whitespace) adds no second segment, as 0.6.2's
+        ``run_classifier.py`` builds inputs (``sequence_pairs``).
         """
         _check_text(text, "text")
         if text_pair is not None:
             _check_text(text_pair, "text_pair")
+        text_pair = sequence_pairs.second_text(text_pair)       # "" is no pair, as in 0.6.2
         texts = [text] if text_pair is None else [text, text_pair]
         limit = self._limit(max_length, text_pair is not None)
         if padding and limit is None:
@@ -409,7 +415,8 @@ class BertTokenizer:
     def encode_batch(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None,
                      max_length: int | None = None, truncation: bool = True,
                      padding: bool | str = True, return_tensors: str | None = "pt"):
-        """BERT inputs for many texts (or pairs), padded into rectangles.
+        """BERT inputs for many texts (or pairs), padded into rectangles; an empty pair is
+        treated as :meth:`encode` treats it.
 
         padding: True / "longest" pads to the longest in the batch, "max_length" to
         ``max_length``, False not at all. return_tensors: "pt" (torch.long, shape
@@ -437,8 +444,10 @@ class BertTokenizer:
                 "padding='max_length' needs max_length=N (this tokenizer has no max_len)")
         ids_a = self._ids_batch(texts, "texts[i]")
         ids_b = self._ids_batch(text_pairs, "text_pairs[i]") if text_pairs is not None else None
-        rows = [self._assemble(a, None if ids_b is None else ids_b[i], limit, truncation)
-                for i, a in enumerate(ids_a)]
+        seconds = [None] * len(ids_a) if ids_b is None else [
+            None if sequence_pairs.second_text(text) is None else ids
+            for text, ids in zip(text_pairs, ids_b)]              # "" is no pair, as in 0.6.2
+        rows = [self._assemble(a, b, limit, truncation) for a, b in zip(ids_a, seconds)]
         if padding in (True, "longest", "max_length"):
             width = limit if padding == "max_length" else max((len(r["input_ids"]) for r in rows),
                                                               default=0)
@@ -508,25 +517,33 @@ class BertTokenizer:
         from . import hub
 
         name = os.path.expanduser(os.fspath(pretrained_model_name_or_path))
-        files = hub.resolve_model(name, cache_dir=cache_dir, force_download=force_download,
-                                  local_files_only=local_files_only, need_weights=False,
-                                  revision=revision, token=token)
-        if files.vocab_file is None or not files.vocab_file.is_file():
-            raise EntryNotFoundError(
-                f"{pretrained_model_name_or_path!r} resolved to files without a vocabulary "
-                f"(no {VOCAB_NAME} in {str(files.folder)!r}): it is a model without a "
-                "tokenizer; pass the path of its vocab.txt")
-        known_lower, known_max_len = files.do_lower_case, files.max_len
-        if files.tokenizer_config_file is not None:
-            folder_lower, folder_max_len = _read_tokenizer_config(files.tokenizer_config_file)
-            known_lower = folder_lower if known_lower is None else known_lower
-            known_max_len = folder_max_len if known_max_len is None else known_max_len
-        vocab_file = str(files.vocab_file)
-        do_lower_case = _choose_lower_case(name, do_lower_case, known_lower)
-        if known_max_len is not None:
-            max_len = known_max_len if max_len is None else min(max_len, known_max_len)
-        return cls(vocab_file, do_lower_case=do_lower_case, max_len=max_len, use_fast=use_fast,
-                   **kwargs)
+
+        def build(files) -> BertTokenizer:
+            if files.vocab_file is None or not files.vocab_file.is_file():
+                raise EntryNotFoundError(
+                    f"{pretrained_model_name_or_path!r} resolved to files without a vocabulary "
+                    f"(no {VOCAB_NAME} in {str(files.folder)!r}): it is a model without a "
+                    "tokenizer; pass the path of its vocab.txt")
+            known_lower, known_max_len = files.do_lower_case, files.max_len
+            if files.tokenizer_config_file is not None:
+                folder_lower, folder_max_len = _read_tokenizer_config(files.tokenizer_config_file)
+                known_lower = folder_lower if known_lower is None else known_lower
+                known_max_len = folder_max_len if known_max_len is None else known_max_len
+            lower, warning = _choose_lower_case(name, do_lower_case, known_lower)
+            longest = max_len
+            if known_max_len is not None:
+                longest = known_max_len if max_len is None else min(max_len, known_max_len)
+            return cls(str(files.vocab_file), do_lower_case=lower, max_len=longest,
+                       use_fast=use_fast, **kwargs), warning
+
+        # `bert-hub cache rm` (or a forced download) in another process may take the entry away
+        # between resolving and reading the vocabulary: then it is resolved again, as weights are
+        tokenizer, warning = hub.read_model(
+            name, build, cache_dir=cache_dir, force_download=force_download,
+            local_files_only=local_files_only, need_weights=False, revision=revision, token=token)
+        if warning:
+            warnings.warn(warning, stacklevel=2)
+        return tokenizer
 
 
 class FullTokenizer(BertTokenizer):
@@ -565,13 +582,7 @@ def _write_atomically(path: str, text: str) -> None:
 def _read_tokenizer_config(path) -> tuple[bool | None, int | None]:
     """do_lower_case and model_max_length from a tokenizer_config.json."""
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            config = json.load(f)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidInputError(
-            f"{path!r} is not valid JSON ({str(exc)[:200] or 'nested too deeply'}); fix or "
-            "delete it") from None
+    config = read_json(path, InvalidInputError, "tokenizer settings file")
     if not isinstance(config, dict):
         raise InvalidInputError(
             f"{path!r} holds a JSON {type(config).__name__}, not an object of tokenizer settings "
@@ -590,17 +601,17 @@ def _looks_cased(name: str) -> bool:
     return "cased" in tail and "uncased" not in tail
 
 
-def _choose_lower_case(name: str, given: bool | None, known: bool | None) -> bool:
+def _choose_lower_case(name: str, given: bool | None, known: bool | None) -> tuple[bool, str]:
+    """(do_lower_case, a warning to give the caller or "")."""
     if given is not None:
         if known is not None and given != known:
-            warnings.warn(
-                f"{name!r} is {'an uncased' if known else 'a cased'} model but do_lower_case="
-                f"{given} was passed: its vocabulary expects do_lower_case={known}", stacklevel=3)
-        return given
+            return given, (f"{name!r} is {'an uncased' if known else 'a cased'} model but "
+                           f"do_lower_case={given} was passed: its vocabulary expects "
+                           f"do_lower_case={known}")
+        return given, ""
     if known is not None:
-        return known
+        return known, ""
     if _looks_cased(name):
-        warnings.warn(
-            f"{name!r} looks like a cased model, but nothing says so, so it is lower-cased "
-            "(0.6.2's default): pass do_lower_case=False if it is cased", stacklevel=3)
-    return True
+        return True, (f"{name!r} looks like a cased model, but nothing says so, so it is "
+                      "lower-cased (0.6.2's default): pass do_lower_case=False if it is cased")
+    return True, ""

@@ -432,7 +432,8 @@ class Trainer:
     def load_checkpoint(self, path: str | os.PathLike) -> None:
         """Restore everything :meth:`save_checkpoint` wrote; the next train() continues from it
         exactly (same batches, same RNG draws)."""
-        weights, training, state = self._checkpoints.load(os.fspath(path), self._must_match())
+        weights, training, state = self._checkpoints.load(os.fspath(path), self._must_match(),
+                                                          self.model.state_dict())
         self.model.load_state_dict(weights, strict=True)
         self.stepper.load_weights(weights)
         self.stepper.load_state_dict(training)

@@ -16,12 +16,19 @@ from __future__ import annotations
 import json
 import os
 import re
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional
 
 from .errors import ConversionError, EntryNotFoundError
+from .filenames import (
+    SAFE_WEIGHTS_INDEX_NAME,
+    SAFE_WEIGHTS_NAME,
+    WEIGHTS_INDEX_NAME,
+    WEIGHTS_NAME,
+    temp_path,
+)
+from .json_files import parse_json, read_json
 
 if TYPE_CHECKING:
     import torch
@@ -39,6 +46,8 @@ DTYPES = {
 _CODE_OF = {name: code for code, (name, _) in DTYPES.items()}
 ALIASES = "aliases"   # the safetensors metadata entry naming tied weights
 INDEX_SUFFIX = ".index.json"   # a sharded checkpoint's index: {"weight_map": {tensor: shard}}
+# A folder's weights in the order taken: safetensors (whole, then sharded) before pickles.
+WEIGHTS_PREFERENCE = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
 
 # The MLM decoder weight is the word-embedding matrix (0.6.2, Google, transformers).
 TIED_WEIGHTS = {"cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight"}
@@ -116,10 +125,12 @@ class TensorInfo(NamedTuple):
 
 @contextmanager
 def atomic_file(path) -> Iterable[IO[bytes]]:
-    """A file to write, under a unique temp name beside ``path``, moved onto ``path`` when the
-    block ends without error and removed otherwise: nothing partial is ever visible."""
+    """A file to write, under a unique temp name beside ``path`` (``filenames.temp_path``:
+    the one name the cache's prune and the next conversion know), moved onto ``path`` when the
+    block ends without error and removed otherwise: nothing partial is ever visible. Callers
+    pass the final path, never a temp name of their own."""
     path = os.fspath(path)
-    tmp = f"{path}.{uuid.uuid4().hex[:12]}.tmp"
+    tmp = os.fspath(temp_path(path))
     try:
         with open(tmp, "wb") as f:
             yield f
@@ -221,19 +232,34 @@ def _read_file(path: Path) -> Dict[str, torch.Tensor]:
 def shard_files(index_file) -> List[str]:
     """The shard files a ``*.index.json`` names (plain file names beside it), sorted."""
     index_file = Path(index_file)
-    try:
-        weight_map = json.loads(index_file.read_text(encoding="utf-8"))["weight_map"]
-        shards = sorted(set(weight_map.values()))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ConversionError(
-            f"{str(index_file)!r} is not a sharded-checkpoint index (a JSON object whose "
-            f"'weight_map' maps tensor names to shard files): {exc}") from None
+    shards = sorted(set(_weight_map(index_file).values()))
     bad = [s for s in shards if not isinstance(s, str) or "/" in s or "\\" in s
            or s in ("", ".", "..") or s.endswith(INDEX_SUFFIX)]
     if bad or not shards:
         raise ConversionError(f"{str(index_file)!r} names no usable shard files (plain file "
                               f"names beside it; got {bad or shards!r})")
     return shards
+
+
+def _weight_map(index_file: Path) -> Dict[str, str]:
+    """An index's ``weight_map``: {tensor name: shard file}."""
+    fix = "an index is a JSON object whose 'weight_map' maps tensor names to shard files"
+    data = read_json(index_file, ConversionError, "sharded-checkpoint index", fix=fix)
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise ConversionError(f"{str(index_file)!r} is not a sharded-checkpoint index: {fix}")
+    return weight_map
+
+
+def tensor_file(weights_file, key: str) -> str:
+    """The file that holds tensor ``key`` of ``weights_file``: the shard its index names for a
+    sharded checkpoint, else the file itself (for messages about that tensor)."""
+    path = Path(weights_file)
+    if path.name.endswith(INDEX_SUFFIX):
+        shard = _weight_map(path).get(key)
+        if shard:
+            return str(path.parent / shard)
+    return str(path)
 
 
 def missing_shards(weights_file) -> List[str]:
@@ -251,7 +277,7 @@ def _read_shards(index_file: Path) -> Dict[str, torch.Tensor]:
     if missing:
         raise EntryNotFoundError(f"the shards {missing} named by {str(index_file)!r} are not "
                                  "beside it; download or copy the whole checkpoint again")
-    weight_map = json.loads(index_file.read_text(encoding="utf-8"))["weight_map"]
+    weight_map = _weight_map(index_file)
     state: Dict[str, torch.Tensor] = {}
     for shard in shard_files(index_file):
         state.update(_read_file(index_file.parent / shard))
@@ -272,10 +298,12 @@ def _read_safetensors(path: Path) -> Dict[str, torch.Tensor]:
     try:
         with safe_open(str(path), framework="pt") as handle:
             names = list(handle.keys())
-            aliases = json.loads((handle.metadata() or {}).get(ALIASES) or "{}")
+            aliases_text = (handle.metadata() or {}).get(ALIASES) or "{}"
     except (SafetensorError, ValueError) as exc:
         raise ConversionError(f"{str(path)!r} is not a valid safetensors file ({exc}); it may be "
                               "truncated or damaged: download or save it again") from None
+    aliases = parse_json(aliases_text, f"{str(path)!r}: its {ALIASES!r} metadata", ConversionError,
+                         "save the file again")
     if not isinstance(aliases, dict) or not all(isinstance(v, str) and v in names
                                                 for v in aliases.values()):
         raise ConversionError(f"{str(path)!r}: its {ALIASES!r} metadata names tensors the file "

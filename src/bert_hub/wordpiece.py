@@ -15,7 +15,7 @@ import os
 import unicodedata
 from collections.abc import Iterable, Sequence
 
-from .errors import EntryNotFoundError, InvalidInputError, UnknownTokenError
+from .errors import AccessDeniedError, EntryNotFoundError, InvalidInputError, UnknownTokenError
 
 SPECIAL_TOKENS = ("[UNK]", "[SEP]", "[PAD]", "[CLS]", "[MASK]")
 # What the cleaning step drops besides NUL and U+FFFD: Unicode categories counted as control.
@@ -138,6 +138,18 @@ def load_vocab(vocab_file: str) -> collections.OrderedDict[str, int]:
         raise InvalidInputError(
             f"the vocabulary file {vocab_file!r} is not UTF-8 ({exc.reason} at byte {exc.start})"
             ": BERT vocab.txt files are UTF-8; re-save it as UTF-8") from None
+    except FileNotFoundError:     # removed since the check above (`bert-hub cache rm`)
+        raise EntryNotFoundError(
+            f"the vocabulary file {vocab_file!r} was removed while it was being read; load the "
+            "tokenizer again") from None
+    except PermissionError as exc:
+        raise AccessDeniedError(
+            f"the vocabulary file {vocab_file!r} cannot be read ({exc.strerror}); check its "
+            "permissions") from None
+    except OSError as exc:
+        raise EntryNotFoundError(
+            f"the vocabulary file {vocab_file!r} cannot be read ({exc.strerror or exc}); pass "
+            "the path of a readable BERT vocab.txt") from None
     if lines and lines[-1] == "":
         lines.pop()
     if not lines:

@@ -3,13 +3,13 @@ and ``sentence-embedding`` (one vector per text: mean or [CLS] pooling, optional
 as sentence-transformers computes it)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import torch
 
 from ..errors import InvalidInputError
+from ..json_files import read_json
 from ..modeling import BertModel, BertPreTrainedModel
 from .base import Pipeline, as_list, plain_forward
 
@@ -99,13 +99,13 @@ def sentence_transformers_settings(folder: Optional[Path]) -> dict:
     folder = Path(folder)
     settings = {}
     try:
-        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+        modules = _read(folder / "modules.json")
         for module in modules:
             kind = str(module.get("type", ""))
             if kind.endswith("Normalize"):
                 settings["normalize"] = True
             if kind.endswith("Pooling"):
-                pool = json.loads((folder / module.get("path", "") / "config.json").read_text(encoding="utf-8"))
+                pool = _read(folder / module.get("path", "") / "config.json")
                 modes = sorted(k[len("pooling_mode_"):] for k, v in pool.items()
                                if k.startswith("pooling_mode_") and v)
                 if len(modes) != 1 or modes[0] not in _ST_POOLINGS:
@@ -115,12 +115,16 @@ def sentence_transformers_settings(folder: Optional[Path]) -> dict:
                 settings["pooling"] = _ST_POOLINGS[modes[0]]
         st_config = folder / "sentence_bert_config.json"
         if st_config.is_file():
-            length = json.loads(st_config.read_text(encoding="utf-8")).get("max_seq_length")
+            length = _read(st_config).get("max_seq_length")
             if isinstance(length, int) and length > 1:
                 settings["max_length"] = length
     except (OSError, ValueError, AttributeError, TypeError) as exc:
         raise InvalidInputError(f"cannot read the sentence-transformers files in {folder}: {exc}") from None
     return settings
+
+
+def _read(path: Path):
+    return read_json(path, InvalidInputError, "sentence-transformers file")
 
 
 def _check_pooling(pooling: Optional[str]) -> Optional[str]:

@@ -21,6 +21,7 @@ from torch.utils.data import StackDataset
 from bert_hub.errors import DataFormatError, EntryNotFoundError, UnknownTaskError
 from bert_hub.sequence_pairs import (  # noqa: F401  (truncate_seq_pair: this module's name since 2018)
     input_tensors,
+    second_text,
     truncate_and_assemble,
     truncate_seq_pair,
 )
@@ -238,16 +239,25 @@ class GlueProcessor:
 # --------------------------------------------------------------------------------------------
 # Features (Google's convert_single_example)
 # --------------------------------------------------------------------------------------------
-def encode_pair(tokenizer, text_a: str, text_b: Optional[str], max_seq_length: int):
+def encode_pair(tokenizer, text_a: str, text_b: Optional[str], max_seq_length: int, *,
+                cut_empty_as_pair: bool = True):
     """``[CLS] a [SEP] (b [SEP])`` padded to ``max_seq_length``; a pair too long loses word
     pieces from the end of the longer text (Google's ``_truncate_seq_pair``).
 
+    A ``text_b`` of None or "" is no pair; one that tokenizes to nothing (whitespace only) adds
+    no second segment but cuts ``a`` as a pair's first text, as 0.6.2's ``run_classifier.py``
+    does (``sequence_pairs``); ``cut_empty_as_pair=False`` cuts it as a single text, as its
+    ``extract_features.py`` does.
+
     Returns (tokens, input_ids, input_mask, segment_ids); the last three have length
     ``max_seq_length`` and tokens are the unpadded word pieces."""
+    text_b = second_text(text_b)
     if max_seq_length < 3 + (text_b is not None):
         raise ValueError(f"max_seq_length ({max_seq_length}) leaves no room for any token")
     tokens_a = tokenizer.tokenize(text_a)
     tokens_b = tokenizer.tokenize(text_b) if text_b is not None else None
+    if not tokens_b and not cut_empty_as_pair:
+        tokens_b = None
     tokens, segment_ids = truncate_and_assemble(tokens_a, tokens_b, max_seq_length, "[CLS]", "[SEP]")
     input_ids = list(tokenizer.convert_tokens_to_ids(tokens))
     input_mask = [1] * len(input_ids)

@@ -39,6 +39,7 @@ import torch
 from bert_hub.distributed import Strategy
 from bert_hub.errors import TrainerError
 from bert_hub.filenames import CONFIG_NAME, SAFE_WEIGHTS_NAME
+from bert_hub.json_files import read_json
 # The weights module owns the file format (the same tied-weights rule as save_pretrained, so a
 # checkpoint's model.safetensors loads with from_pretrained): load_weights restores the aliases.
 from bert_hub.weights import load_weights
@@ -52,6 +53,33 @@ OPTIMIZER_FILE = "optimizer.pt"
 STATE_FILE = "trainer_state.json"
 # trainer_state.json entries a resumed run must share (the position in the epoch depends on them)
 MUST_MATCH = ("world_size", "batch_size", "gradient_accumulation_steps", "seed")
+
+
+# trainer_state.json entries a resume reads
+STATE_KEYS = ("global_step", "epoch", "micro_in_epoch", "loss_total", "windows_total",
+              "loss_interval", "windows_interval", "last_lr")
+
+
+def check_fits(weights: Mapping[str, torch.Tensor], model_state: Mapping[str, torch.Tensor],
+               file: str) -> None:
+    """A TrainerError naming every name the file and the model do not share, and every shape
+    that differs (name, both shapes, the file): the model resumed must be the one saved."""
+    problems = [f"{k}: checkpoint {tuple(weights[k].shape)}, model {tuple(v.shape)}"
+                for k, v in model_state.items()
+                if k in weights and tuple(weights[k].shape) != tuple(v.shape)]
+    missing = sorted(set(model_state) - set(weights))
+    extra = sorted(set(weights) - set(model_state))
+    if missing:
+        problems.append(f"not in the checkpoint: {', '.join(missing[:10])}"
+                        f"{' ...' if len(missing) > 10 else ''}")
+    if extra:
+        problems.append(f"not in the model: {', '.join(extra[:10])}"
+                        f"{' ...' if len(extra) > 10 else ''}")
+    if problems:
+        raise TrainerError(f"the weights in {file!r} do not fit the model being trained:\n  "
+                           + "\n  ".join(problems) + "\nresume with the model (and config) the "
+                           "checkpoint was written with, or start afresh with "
+                           "train(resume=False) / a new output_dir")
 
 
 # ---------------------------------------------------------------------------- random state
@@ -174,15 +202,21 @@ class Checkpoints:
             self.prune()
         return path
 
-    def load(self, path: str, expected: Mapping[str, object]):
+    def load(self, path: str, expected: Mapping[str, object],
+             model_state: Mapping[str, torch.Tensor]):
         """(weights, training, state) of the checkpoint at ``path``, this rank's RNG state
-        restored. ``expected``: this run's values of :data:`MUST_MATCH`."""
+        restored. ``expected``: this run's values of :data:`MUST_MATCH`; ``model_state``: the
+        state dict of the model it goes into (names and shapes checked here, with the file
+        named, rather than by ``load_state_dict``)."""
         state_file = os.path.join(path, STATE_FILE)
         if not os.path.isfile(state_file):
             raise TrainerError(f"{path} is not a complete checkpoint (no {STATE_FILE}): pass a "
                                "checkpoint-<step> folder written by save_checkpoint()")
-        with open(state_file, encoding="utf-8") as f:
-            state = json.load(f)
+        fix = "pass a checkpoint-<step> folder written by save_checkpoint()"
+        state = read_json(state_file, TrainerError, "trainer state", fix=fix)
+        absent = [k for k in MUST_MATCH + STATE_KEYS if not isinstance(state, dict) or k not in state]
+        if absent:
+            raise TrainerError(f"trainer state {state_file!r} lacks {', '.join(absent)}; {fix}")
         for key in MUST_MATCH:
             if state[key] != expected[key]:
                 raise TrainerError(
@@ -191,6 +225,7 @@ class Checkpoints:
                     "epoch depends on it), or start afresh with train(resume=False) / a new "
                     "output_dir")
         weights = load_weights(os.path.join(path, MODEL_FILE))
+        check_fits(weights, model_state, os.path.join(path, MODEL_FILE))
         optimizer_file = os.path.join(path, OPTIMIZER_FILE)
         training = torch.load(optimizer_file, map_location="cpu", weights_only=True)
         rng_file = os.path.join(path, f"rng_state_{self.strategy.rank}.pt")

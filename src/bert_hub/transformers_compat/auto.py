@@ -2,7 +2,7 @@
 transformers-style class it names (``AutoModelForTokenClassification`` ->
 ``BertForTokenClassification``), whatever head the checkpoint was saved with, as transformers
 does. A config whose ``model_type`` is not BERT fails naming it before any weights are
-fetched (``hf_hub.read_config``)."""
+fetched (``config_files.read_config``)."""
 from __future__ import annotations
 
 from ..errors import InvalidArgumentError

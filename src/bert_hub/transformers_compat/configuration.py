@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from .. import hf_hub
+from .. import config_files
 from ..config import _HF_FIXED_KEYS, _HF_INFORMATIONAL_KEYS
 from ..config import BertConfig as PlainBertConfig
 from ..errors import ConfigError, EntryNotFoundError, InvalidArgumentError
@@ -121,12 +121,12 @@ class BertConfig(PlainBertConfig):
     @property
     def id2label(self) -> Dict[int, str]:
         """Class id -> label name; ``LABEL_0``, ``LABEL_1``, ... when the config names none."""
-        labels, _ = hf_hub.label_maps(self)
+        labels, _ = config_files.label_maps(self)
         return labels or {0: "LABEL_0", 1: "LABEL_1"}
 
     @id2label.setter
     def id2label(self, value) -> None:
-        fields = hf_hub.label_fields(value or {})
+        fields = config_files.label_fields(value or {})
         self.extra.pop("label2id", None)
         self.extra.pop("id2label", None)
         self.extra.update(fields)
@@ -140,7 +140,7 @@ class BertConfig(PlainBertConfig):
 
     @label2id.setter
     def label2id(self, value) -> None:
-        self.extra.update(hf_hub.label_fields(self.id2label, value))
+        self.extra.update(config_files.label_fields(self.id2label, value))
 
     @property
     def num_labels(self) -> int:
@@ -272,7 +272,7 @@ class AutoConfig:
             raise EntryNotFoundError(
                 f"{name!r} has no config.json or bert_config.json (only a vocabulary): it holds a "
                 "tokenizer, not a model; load it with AutoTokenizer.from_pretrained")
-        config = BertConfig.from_plain(hf_hub.read_config(files.config_file, source=name))
+        config = BertConfig.from_plain(config_files.read_config(files.config_file, source=name))
         config.name_or_path = name
         config.update(overrides)
         return config

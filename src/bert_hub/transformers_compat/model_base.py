@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import fast_path, hf_hub, loading, modeling, unpadding, weights
+from .. import config_files, fast_path, loading, modeling, unpadding, weights
 from ..errors import InvalidArgumentError, InvalidInputError
 from ..filenames import CONFIG_NAME, HF_CONFIG_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_NAME
 from .configuration import AutoConfig, BertConfig, check_overrides
@@ -242,7 +242,7 @@ class TransformersModel:
                                     "folder (it is created if missing)")
         if not is_main_process:
             return folder
-        hf_hub.label_fields(self.config.id2label, self.config.label2id)   # checked before writing
+        config_files.label_fields(self.config.id2label, self.config.label2id)   # checked before writing
         state = self.state_dict() if state_dict is None else state_dict
         folder.mkdir(parents=True, exist_ok=True)
         name, stale = (SAFE_WEIGHTS_NAME, WEIGHTS_NAME) if safe_serialization else \

@@ -445,14 +445,17 @@ class BertTokenizerFast(BertTokenizer):
             kwargs.pop(name, None)
         _reject("AutoTokenizer.from_pretrained", {k: v for k, v in kwargs.items()
                                                   if k not in CONFIG_KEYS}, cls.__init__)
+        require_tokenizers("the transformers-style tokenizer (AutoTokenizer)")
         name = os.fspath(pretrained_model_name_or_path)
-        folder, vocab, known = tokenizer_files(name, dict(
+        vocab, known = tokenizer_files(name, dict(
             cache_dir=cache_dir, force_download=force_download, local_files_only=local_files_only,
             revision=revision, token=token))
         settings = {k: v for k, v in known.items() if k in CONFIG_KEYS}
         settings.update(kwargs)
-        settings["do_lower_case"] = _choose_lower_case(name, kwargs.get("do_lower_case"),
-                                                       known.get("do_lower_case"))
+        settings["do_lower_case"], warning = _choose_lower_case(
+            name, kwargs.get("do_lower_case"), known.get("do_lower_case"))
+        if warning:
+            warnings.warn(warning, stacklevel=2)
         return cls(vocab, name_or_path=name, **settings)
 
     def __repr__(self) -> str:

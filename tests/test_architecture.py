@@ -24,10 +24,10 @@ DOC = ROOT / "docs" / "architecture.md"
 # __init__). A module imports only modules of lower layers. docs/architecture.md has the same.
 LAYERS: Dict[int, List[str]] = {
     0: ["bert_hub", "errors", "filenames", "json_files", "fast_path", "training",
-        "training.precision", "tasks.squad_metrics"],
+        "training.precision", "tasks.squad_metrics", "transformers_compat"],
     1: ["env", "config", "registry", "disk", "fetcher", "gzip_reader", "leveldb_table", "weights",
         "distributed", "optimization", "wordpiece", "sequence_pairs", "training.batches", "unpadding",
-        "layers"],
+        "layers", "transformers_compat.outputs", "transformers_compat.batch_encoding"],
     2: ["manifest", "archive", "cache_layout", "transfer", "http_fetcher", "s3_fetcher",
         "tf_checkpoint", "input_checks", "config_files", "token_offsets", "training.data",
         "training.checkpointing", "training.logging_sinks", "training.optimizer_step", "tasks.glue",
@@ -35,12 +35,14 @@ LAYERS: Dict[int, List[str]] = {
     3: ["download", "convert", "hf_hub", "training.arguments"],
     4: ["cache", "trainer"],
     5: ["hub"],
-    6: ["loading", "tokenization"],
-    7: ["modeling", "pipelines.base", "tasks.squad", "tasks.script_support"],
+    6: ["loading", "tokenization", "transformers_compat.configuration",
+        "transformers_compat.tokenizer_files"],
+    7: ["modeling", "pipelines.base", "tasks.squad", "tasks.script_support",
+        "transformers_compat.tokenizer"],
     8: ["pipelines.classification", "pipelines.embeddings", "pipelines.fill_mask",
-        "pipelines.question_answering", "tasks", "quantization"],
-    9: ["pipelines", "export"],
-    10: ["pipelines.cli", "demo"],
+        "pipelines.question_answering", "tasks", "quantization", "transformers_compat.model_base"],
+    9: ["pipelines", "export", "transformers_compat.models"],
+    10: ["pipelines.cli", "demo", "transformers_compat.auto"],
     11: ["cli"],
 }
 # Never import torch, not even inside a function: `bert-hub download` stays light.

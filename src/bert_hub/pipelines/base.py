@@ -49,6 +49,9 @@ class Pipeline:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidInputError(f"batch_size must be a positive int, got {batch_size!r}")
         self.model = model.eval()
+        # A transformers-style model (bert_hub.transformers_compat) is its 0.6.2-style class
+        # underneath: the pipelines call that class's forward (positional inputs, tensors out).
+        self.forward_model = plain_forward(model)
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.progress = progress
@@ -160,6 +163,12 @@ class Pipeline:
         if skip_special_tokens:
             ids = [i for i in ids if i not in self._special_ids]
         return self.tokens_to_string(self.tokenizer.convert_ids_to_tokens(ids))
+
+
+def plain_forward(model) -> Callable:
+    """The model's 0.6.2-style forward: ``model.plain_forward`` for a transformers-style model,
+    else the model itself."""
+    return getattr(model, "plain_forward", model)
 
 
 def as_list(inputs, kind: type, what: str):

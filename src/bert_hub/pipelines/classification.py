@@ -42,7 +42,7 @@ class TextClassificationPipeline(Pipeline):
         self._check_lengths(rows)
 
         def forward(batch):
-            return self.model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+            return self.forward_model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
 
         logits = self.run(rows, forward, lambda out, row, length: out[row].float().cpu())   # (labels,)
         results = [self._labels(row_logits, function, top_k) for row_logits in logits]
@@ -126,7 +126,7 @@ class TokenClassificationPipeline(Pipeline):
         rows = [self._encode(text) for text in texts]
 
         def forward(batch):
-            return self.model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+            return self.forward_model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
 
         scores = self.run(rows, forward, lambda out, row, length: softmax(out[row, :length]).cpu())
         results = []

@@ -44,7 +44,7 @@ class FillMaskPipeline(Pipeline):
     def _mask_probabilities(self, rows: List[Features]) -> List[torch.Tensor]:
         """(masks, V) probabilities of every row's mask positions."""
         def forward(batch):
-            scores = self.model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+            scores = self.forward_model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
             return (scores[0] if isinstance(scores, tuple) else scores), batch["input_ids"]
 
         def read(outputs, row, length):

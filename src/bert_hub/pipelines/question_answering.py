@@ -55,7 +55,7 @@ class QuestionAnsweringPipeline(Pipeline):
             windows += self._windows(number, q, c, max_seq_len, doc_stride)
 
         def forward(batch):
-            return self.model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+            return self.forward_model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
 
         def read(outputs, row, length):
             start, end = outputs                                                # each (B, S)

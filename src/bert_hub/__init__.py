@@ -1,6 +1,7 @@
 """bert_hub: Google's BERT checkpoints in PyTorch in one line.
 
-The public names are those of pytorch-pretrained-bert 0.6.2 (plus ``Trainer``). They are
+The public names are those of pytorch-pretrained-bert 0.6.2 (plus ``Trainer``, ``pipeline`` and
+transformers' ``Auto*`` names, whose classes are in ``bert_hub.transformers_compat``). They are
 resolved on first access, so ``bert-hub download`` and ``import bert_hub.registry`` never pay
 for importing torch.
 """
@@ -35,6 +36,17 @@ _EXPORTS = {
     "CONFIG_NAME": "hub",
     "BertHubError": "errors",
     "pipeline": "pipelines",
+    # transformers-style code (docs/transformers.md): `from bert_hub import AutoTokenizer, AutoModel`
+    "AutoConfig": "transformers_compat",
+    "AutoTokenizer": "transformers_compat",
+    "AutoModel": "transformers_compat",
+    "AutoModelForPreTraining": "transformers_compat",
+    "AutoModelForMaskedLM": "transformers_compat",
+    "AutoModelForNextSentencePrediction": "transformers_compat",
+    "AutoModelForSequenceClassification": "transformers_compat",
+    "AutoModelForMultipleChoice": "transformers_compat",
+    "AutoModelForTokenClassification": "transformers_compat",
+    "AutoModelForQuestionAnswering": "transformers_compat",
 }
 
 __all__ = sorted(_EXPORTS)

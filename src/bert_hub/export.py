@@ -61,9 +61,12 @@ HEADS: Dict[str, Head] = {
 INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 
 def head_of(model: nn.Module) -> str:
-    """The HEADS key of ``model``'s class."""
+    """The HEADS key of ``model``'s class (a transformers-style model's: its 0.6.2-style class)."""
+    plain = next((c for c in type(model).__mro__ if c.__module__ == modeling.__name__), None)
+    if plain is not type(model) and not hasattr(model, "plain_forward"):
+        plain = None                    # another subclass: its forward may compute something else
     for name, head in HEADS.items():
-        if type(model) is head.cls:
+        if plain is head.cls:
             return name
     raise InvalidInputError(
         f"cannot export a {type(model).__name__}: export one of "
@@ -78,10 +81,11 @@ class _Graph(nn.Module):
         self.model = model
 
     def forward(self, input_ids, token_type_ids, attention_mask):
+        forward = getattr(self.model, "plain_forward", self.model)   # the 0.6.2-style forward
         if isinstance(self.model, modeling.BertModel):
-            return self.model(input_ids, token_type_ids, attention_mask,
-                              output_all_encoded_layers=False)
-        out = self.model(input_ids, token_type_ids, attention_mask)
+            return forward(input_ids, token_type_ids, attention_mask,
+                           output_all_encoded_layers=False)
+        out = forward(input_ids, token_type_ids, attention_mask)
         return out if isinstance(out, tuple) else (out,)
 
 

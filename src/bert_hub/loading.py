@@ -34,10 +34,11 @@ def from_pretrained(cls, name_or_path, inputs: tuple, kwargs: dict, *, cache_dir
                     force_download: bool = False, local_files_only: bool = False,
                     torch_dtype=None, device=None,
                     state_dict: Optional[Mapping[str, torch.Tensor]] = None,
-                    revision: Optional[str] = None, token=None, unpad: bool = True) -> nn.Module:
+                    revision: Optional[str] = None, token=None, unpad: bool = True,
+                    config=None) -> nn.Module:
     """``cls(config, *inputs, **kwargs)`` with the weights of ``name_or_path``, in eval mode;
     the config's ``id2label`` / ``label2id`` on the model (and ``num_labels`` when not given);
-    ``model.unpad = unpad``."""
+    ``model.unpad = unpad``. ``config``: a config to use instead of the folder's."""
     kwargs.pop("from_tf", None)   # 0.6.2's flag: a TensorFlow folder is found by its layout
     # Argument mistakes fail here, before a download or a conversion.
     check_constructor_args(cls, inputs, kwargs)
@@ -47,10 +48,15 @@ def from_pretrained(cls, name_or_path, inputs: tuple, kwargs: dict, *, cache_dir
     if state_dict is not None:
         check_state_dict(state_dict)
 
+    given_config = config
+
     def read(files):   # retried by the hub if a cache entry is replaced meanwhile
-        if files.config_file is None:
+        if given_config is not None:
+            config = given_config
+        elif files.config_file is None:
             raise ConfigError(f"{str(files.folder)!r} has no {CONFIG_NAME}")
-        config = config_files.read_config(files.config_file)
+        else:
+            config = config_files.read_config(files.config_file)
         if state_dict is not None:
             return config, state_dict, _ARGUMENT
         if files.weights_file is None and files.tf_checkpoint is not None:

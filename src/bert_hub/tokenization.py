@@ -28,7 +28,7 @@ import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from . import sequence_pairs
 from .errors import EntryNotFoundError, InvalidInputError, MissingDependencyError, UnknownTokenError
@@ -63,15 +63,39 @@ GOOGLE_MAX_INPUT_CHARS_PER_WORD = 200  # Google's current WordpieceTokenizer (0.
 
 # --- the optional Rust path -------------------------------------------------------------------
 
-def _import_tokenizers():
+def require_tokenizers(purpose: str, alternative: str = ""):
+    """The Rust ``tokenizers`` package, or a ``MissingDependencyError`` saying what needs it."""
     try:
         import tokenizers
     except ImportError as exc:
         raise MissingDependencyError(
-            "use_fast=True needs the Rust `tokenizers` package, which is not installed: "
-            "pip install bert_hub[fast] (or pass use_fast=False for the pure-Python tokenizer, "
-            "whose output is the same)") from exc
+            f"{purpose} needs the Rust `tokenizers` package, which is not installed: "
+            f"pip install bert_hub[fast]{alternative}") from exc
     return tokenizers
+
+
+def _import_tokenizers():
+    return require_tokenizers("use_fast=True", " (or pass use_fast=False for the pure-Python "
+                              "tokenizer, whose output is the same)")
+
+
+def rust_wordpiece(vocab: dict[str, int], unk_token: str, *, lowercase: bool,
+                   strip_accents: bool | None = None, tokenize_chinese_chars: bool = True,
+                   max_input_chars_per_word: int = 100):
+    """A Rust ``tokenizers.Tokenizer`` doing BERT's normalisation, pre-split and WordPiece, as
+    transformers builds it (``strip_accents=None``: strip when lower-casing). The fast path
+    here and the transformers-style tokenizer both run on it (callers check that ``tokenizers``
+    is installed first)."""
+    import tokenizers
+    from tokenizers import models, normalizers, pre_tokenizers
+
+    tok = tokenizers.Tokenizer(models.WordPiece(
+        vocab=dict(vocab), unk_token=unk_token, max_input_chars_per_word=max_input_chars_per_word))
+    tok.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=tokenize_chinese_chars,
+        strip_accents=lowercase if strip_accents is None else strip_accents, lowercase=lowercase)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    return tok
 
 
 class _RustPath:
@@ -87,17 +111,9 @@ class _RustPath:
 
     def __init__(self, basic: BasicTokenizer, vocab: dict[str, int], unk_token: str,
                  max_input_chars_per_word: int):
-        tokenizers = _import_tokenizers()
-        from tokenizers import models, normalizers, pre_tokenizers
-
-        tok = tokenizers.Tokenizer(models.WordPiece(
-            vocab=dict(vocab), unk_token=unk_token,
-            max_input_chars_per_word=max_input_chars_per_word))
-        tok.normalizer = normalizers.BertNormalizer(
-            clean_text=True, handle_chinese_chars=True,
-            strip_accents=basic.do_lower_case, lowercase=basic.do_lower_case)
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        self._tok = tok
+        _import_tokenizers()
+        self._tok = rust_wordpiece(vocab, unk_token, lowercase=basic.do_lower_case,
+                                   max_input_chars_per_word=max_input_chars_per_word)
         self.id_to_token = {i: t for t, i in vocab.items()}  # encode_batch_fast omits tokens
         self._basic = basic
         self._never = tuple(t for t in basic.never_split if t)
@@ -147,7 +163,8 @@ class BertTokenizer:
     """End-to-end BERT tokenization: basic tokenization, then WordPiece; ids; model inputs.
 
     Args:
-        vocab_file: a vocab.txt (one word piece per line; line number = id).
+        vocab_file: a vocab.txt (one word piece per line; line number = id), or a mapping of
+            word pieces to ids.
         do_lower_case: lower-case and strip accents (uncased models); False for cased models.
         max_len: longest id sequence the model takes; longer sequences log a warning in
             ``convert_tokens_to_ids`` and are truncated to it by ``encode`` by default.
@@ -166,8 +183,12 @@ class BertTokenizer:
                  do_basic_tokenize: bool = True, never_split: Iterable[str] = SPECIAL_TOKENS,
                  use_fast: bool = False, max_input_chars_per_word: int = 100,
                  control_categories: Iterable[str] = CONTROLS_062):
-        self.vocab_file = os.fspath(vocab_file)
-        self.vocab = load_vocab(self.vocab_file)
+        if isinstance(vocab_file, Mapping):   # token -> id (e.g. read from a tokenizer.json)
+            self.vocab_file = "<the vocabulary mapping given>"
+            self.vocab = collections.OrderedDict(sorted(vocab_file.items(), key=lambda kv: kv[1]))
+        else:
+            self.vocab_file = os.fspath(vocab_file)
+            self.vocab = load_vocab(self.vocab_file)
         self.ids_to_tokens = collections.OrderedDict((i, t) for t, i in self.vocab.items())
         if max_len is not None and (isinstance(max_len, bool) or not isinstance(max_len, int)
                                     or max_len < 2):

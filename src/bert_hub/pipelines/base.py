@@ -49,6 +49,9 @@ class Pipeline:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidInputError(f"batch_size must be a positive int, got {batch_size!r}")
         self.model = model.eval()
+        # A transformers-style model (bert_hub.transformers_compat) is its 0.6.2-style class
+        # underneath: the pipelines call that class's forward (positional inputs, tensors out).
+        self.forward_model = plain_forward(model)
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.progress = progress
@@ -95,7 +98,7 @@ class Pipeline:
     # -- batches ---------------------------------------------------------------------------------
     def forward(self, batch: Dict[str, torch.Tensor]):
         """The model's outputs on a padded batch (most heads; a task may read other outputs)."""
-        return self.model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+        return self.forward_model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
 
     def run(self, rows: Sequence[Features], forward: Callable[[Dict[str, torch.Tensor]], Any],
             read: Callable[[Any, int, int], Any]) -> List[Any]:
@@ -173,6 +176,12 @@ class Pipeline:
         if skip_special_tokens:
             ids = [i for i in ids if i not in self._special_ids]
         return self.tokens_to_string(self.tokenizer.convert_ids_to_tokens(ids))
+
+
+def plain_forward(model) -> Callable:
+    """The model's 0.6.2-style forward: ``model.plain_forward`` for a transformers-style model,
+    else the model itself."""
+    return getattr(model, "plain_forward", model)
 
 
 def as_list(inputs, kind: type, what: str):

@@ -11,7 +11,7 @@ import torch
 from ..errors import InvalidInputError
 from ..json_files import read_json
 from ..modeling import BertModel, BertPreTrainedModel
-from .base import Pipeline, as_list
+from .base import Pipeline, as_list, plain_forward
 
 POOLINGS = ("mean", "cls")
 _ST_POOLINGS = {"mean_tokens": "mean", "cls_token": "cls"}   # sentence-transformers' flag names
@@ -54,8 +54,8 @@ class FeatureExtractionPipeline(Pipeline):
                         lambda layers, row, length: self.read_vector(layers, row, length, pooling, normalize))
 
     def forward(self, batch):
-        layers, _ = self.encoder(batch["input_ids"], batch["token_type_ids"],
-                                 batch["attention_mask"], output_all_encoded_layers=False)
+        layers, _ = plain_forward(self.encoder)(batch["input_ids"], batch["token_type_ids"],
+                                                batch["attention_mask"], output_all_encoded_layers=False)
         return layers                                                          # (B, S, H)
 
     @staticmethod

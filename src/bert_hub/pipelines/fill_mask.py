@@ -42,7 +42,7 @@ class FillMaskPipeline(Pipeline):
         return out[0] if single else out
 
     def forward(self, batch):
-        scores = self.model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+        scores = self.forward_model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
         return (scores[0] if isinstance(scores, tuple) else scores), batch["input_ids"]
 
     def read_masks(self, outputs, row: int, length: int) -> torch.Tensor:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = ["forward", "load", "tokenizer_speed", "convert", "download", "first_load", "trainer",
-         "real_length", "deploy", "transformers_face"]
+         "real_length", "deploy", "transformers_face", "serve"]
 
 
 def main(argv) -> int:

@@ -218,6 +218,11 @@ def cmd_run(args) -> int:
     return run(args)
 
 
+def cmd_serve(args) -> int:
+    from .serve.cli import run
+    return run(args)
+
+
 def cmd_export(args) -> int:
     from . import export
     kwargs = {}
@@ -330,6 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-verify", action="store_true",
                    help="skip the check of ONNX Runtime's output against PyTorch's")
     p.set_defaults(func=cmd_export)
+
+    p = with_cache_dir(sub.add_parser(
+        "serve", help="an inference server (TEI, OpenAI and Hugging Face routes) for one model"))
+    from .serve.cli import add_arguments as add_serve_arguments
+    add_serve_arguments(p)
+    p.set_defaults(func=cmd_serve)
 
     p = with_cache_dir(sub.add_parser(
         "demo", help="the embedded demo model through the hub, fine-tuned, saved, reloaded, "

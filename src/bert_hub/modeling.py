@@ -351,7 +351,12 @@ class BertPreTrainedModel(nn.Module):
         state = self.state_dict()
         weights.save_safetensors(state, folder / SAFE_WEIGHTS_NAME,
                                  order=fast_path.packed_order(list(state)))
-        self.config.to_json_file(folder / CONFIG_NAME, extra=labels)
+        # The head, as Hugging Face's config.json names it (`bert-hub serve --task auto` reads
+        # it): the nearest class of this module, so a user's subclass reloads as BERT too.
+        head = next((c.__name__ for c in type(self).__mro__
+                     if c.__module__ == __name__ and c is not BertPreTrainedModel), None)
+        self.config.to_json_file(folder / CONFIG_NAME,
+                                 extra={**labels, **({"architectures": [head]} if head else {})})
         return folder
 
 

@@ -96,6 +96,10 @@ class Pipeline:
                                                            encoded["token_type_ids"])]
 
     # -- batches ---------------------------------------------------------------------------------
+    def forward(self, batch: Dict[str, torch.Tensor]):
+        """The model's outputs on a padded batch (most heads; a task may read other outputs)."""
+        return self.forward_model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+
     def run(self, rows: Sequence[Features], forward: Callable[[Dict[str, torch.Tensor]], Any],
             read: Callable[[Any, int, int], Any]) -> List[Any]:
         """``read(outputs, row_in_batch, length)`` for every row, in the order given.
@@ -109,11 +113,8 @@ class Pipeline:
         try:
             for begin in range(0, len(order), self.batch_size):
                 chosen = order[begin:begin + self.batch_size]
-                batch = self._pad([rows[i] for i in chosen])
-                with torch.inference_mode():
-                    outputs = forward(batch)
-                for row, i in enumerate(chosen):
-                    results[i] = read(outputs, row, len(rows[i].input_ids))
+                for i, result in zip(chosen, self.run_batch([rows[i] for i in chosen], forward, read)):
+                    results[i] = result
                 if bar is not None:
                     bar.update(len(chosen))
         finally:
@@ -121,7 +122,19 @@ class Pipeline:
                 bar.close()
         return results
 
-    def _pad(self, rows: List[Features]) -> Dict[str, torch.Tensor]:
+    def run_batch(self, rows: Sequence[Features], forward: Callable[[Dict[str, torch.Tensor]], Any],
+                  read: Callable[[Any, int, int], Any], batch: Optional[Dict[str, torch.Tensor]] = None
+                  ) -> List[Any]:
+        """One batch of ``rows`` as given (a caller that forms its own batches, e.g. a server
+        batching across requests): ``read`` per row. ``batch``: ``pad(rows)`` made beforehand."""
+        batch = self.pad(rows) if batch is None else batch
+        with torch.inference_mode():
+            outputs = forward(batch)
+        return [read(outputs, i, len(r.input_ids)) for i, r in enumerate(rows)]
+
+    def pad(self, rows: Sequence[Features]) -> Dict[str, torch.Tensor]:
+        """``input_ids``, ``token_type_ids``, ``attention_mask``: each (B, S) on the model's
+        device, S the longest row."""
         width = max(len(r.input_ids) for r in rows)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)       # (B, S)
         types = torch.zeros((len(rows), width), dtype=torch.long)                 # (B, S)

@@ -30,25 +30,28 @@ class TextClassificationPipeline(Pipeline):
     def __call__(self, inputs, top_k=_DEFAULT, function_to_apply: Optional[str] = None,
                  truncation: bool = True):
         items, single = _texts_or_pairs(inputs)
-        function = self._function(function_to_apply)
+        function = self.function(function_to_apply)
+        rows = self.encode_items(items, truncation)
+        self._check_lengths(rows)
+        logits = self.run(rows, self.forward, self.read_logits)
+        results = [self.labels_of(row_logits, function, top_k) for row_logits in logits]
+        if not single:
+            return results
+        return [results[0]] if top_k is _DEFAULT and isinstance(items[0], str) else results[0]
+
+    def encode_items(self, items: Sequence[Union[str, dict]], truncation: bool = True) -> List[Features]:
+        """BERT rows of texts and ``{"text", "text_pair"}`` pairs (mixed or not)."""
         texts = [t if isinstance(t, str) else t["text"] for t in items]
         pairs = [t.get("text_pair") if isinstance(t, dict) else None for t in items]
         limit = self.max_length if truncation else int(1e9)
         if all(pair is None for pair in pairs):
-            rows = self.encode_texts(texts, max_length=limit)
-        else:   # pairs and single texts may be mixed
-            rows = [self.encode_texts([text], None if pair is None else [pair], max_length=limit)[0]
-                    for text, pair in zip(texts, pairs)]
-        self._check_lengths(rows)
+            return self.encode_texts(texts, max_length=limit)
+        return [self.encode_texts([text], None if pair is None else [pair], max_length=limit)[0]
+                for text, pair in zip(texts, pairs)]
 
-        def forward(batch):
-            return self.forward_model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
-
-        logits = self.run(rows, forward, lambda out, row, length: out[row].float().cpu())   # (labels,)
-        results = [self._labels(row_logits, function, top_k) for row_logits in logits]
-        if not single:
-            return results
-        return [results[0]] if top_k is _DEFAULT and isinstance(items[0], str) else results[0]
+    @staticmethod
+    def read_logits(outputs: torch.Tensor, row: int, length: int) -> torch.Tensor:
+        return outputs[row].float().cpu()                                      # (labels,)
 
     def _check_lengths(self, rows: List[Features]) -> None:
         longest = max(len(r.input_ids) for r in rows)
@@ -57,7 +60,8 @@ class TextClassificationPipeline(Pipeline):
                 f"an input has {longest} tokens, more than the model takes ({self.max_length}); "
                 "pass truncation=True (the default) or shorten it")
 
-    def _function(self, name: Optional[str]) -> str:
+    def function(self, name: Optional[str] = None) -> str:
+        """The score function: ``name`` checked, else the one the model's config implies."""
         if name is not None:
             if str(name).lower() not in FUNCTIONS:
                 raise InvalidInputError(f"function_to_apply must be one of {FUNCTIONS}, got {name!r}")
@@ -69,7 +73,9 @@ class TextClassificationPipeline(Pipeline):
             return "sigmoid"
         return "softmax"
 
-    def _labels(self, logits: torch.Tensor, function: str, top_k):
+    def labels_of(self, logits: torch.Tensor, function: str, top_k=_DEFAULT):
+        """One row's (labels,) logits as the best label (``top_k`` not given), or the ``top_k``
+        best (None: all) sorted by score."""
         scores = {"softmax": softmax, "sigmoid": torch.sigmoid, "none": lambda x: x}[function](logits)
         labels = self.id2label
         if top_k is _DEFAULT:
@@ -123,23 +129,33 @@ class TokenClassificationPipeline(Pipeline):
             raise InvalidInputError(
                 f"aggregation_strategy must be one of {STRATEGIES}, got {aggregation_strategy!r}")
         ignored = set(["O"] if ignore_labels is None else ignore_labels)
-        rows = [self._encode(text) for text in texts]
-
-        def forward(batch):
-            return self.forward_model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
-
-        scores = self.run(rows, forward, lambda out, row, length: softmax(out[row, :length]).cpu())
-        results = []
-        for text, row, row_scores in zip(texts, rows, scores):
-            entities = self._aggregate(self._tokens(text, row, row_scores), strategy)
-            results.append([e for e in entities
-                            if e.get("entity", e.get("entity_group")) not in ignored])
+        rows = [self.encode(text) for text in texts]
+        scores = self.run(rows, self.forward, self.read_scores)
+        results = [self.entities(text, row, row_scores, strategy, ignored)
+                   for text, row, row_scores in zip(texts, rows, scores)]
         return results[0] if single else results
 
-    def _encode(self, text: str) -> Features:
-        spans = self.tokenizer.tokenize_with_offsets(text)[: self.max_length - 2]
-        ids = self.ids(s.token for s in spans)
-        return self.features(ids, spans=spans)
+    def encode(self, text: str, truncation: bool = True) -> Features:
+        """The text's row with each token's character span; longer than the model takes: cut
+        (``truncation``) or an error."""
+        spans = self.tokenizer.tokenize_with_offsets(text)
+        if len(spans) + 2 > self.max_length and not truncation:
+            raise InvalidInputError(
+                f"the input has {len(spans) + 2} tokens, more than the model takes "
+                f"({self.max_length}); allow truncation or shorten it")
+        spans = spans[: self.max_length - 2]
+        return self.features(self.ids(s.token for s in spans), spans=spans)
+
+    @staticmethod
+    def read_scores(outputs: torch.Tensor, row: int, length: int) -> torch.Tensor:
+        return softmax(outputs[row, :length]).cpu()                            # (S, labels)
+
+    def entities(self, text: str, row: Features, scores: torch.Tensor, strategy: str = "none",
+                 ignored=("O",)) -> List[Dict]:
+        """One text's entities from its row's (S, labels) probabilities."""
+        ignored = set(ignored)
+        entities = self._aggregate(self._tokens(text, row, scores), strategy)
+        return [e for e in entities if e.get("entity", e.get("entity_group")) not in ignored]
 
     def _tokens(self, text: str, row: Features, scores: torch.Tensor) -> List[Dict]:
         """Per real token: its scores, span and whether it continues a word (transformers' test:

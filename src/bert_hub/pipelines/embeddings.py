@@ -50,23 +50,25 @@ class FeatureExtractionPipeline(Pipeline):
     def embed(self, texts: Sequence[str], pooling: Optional[str], normalize: bool):
         """Per text: (S, H) token vectors, or an (H,) pooled vector; float32 on the CPU."""
         rows = self.encode_texts(texts)
+        return self.run(rows, self.forward,
+                        lambda layers, row, length: self.read_vector(layers, row, length, pooling, normalize))
 
-        def forward(batch):
-            layers, _ = plain_forward(self.encoder)(batch["input_ids"], batch["token_type_ids"],
-                                                    batch["attention_mask"],
-                                                    output_all_encoded_layers=False)
-            return layers                                                      # (B, S, H)
+    def forward(self, batch):
+        layers, _ = plain_forward(self.encoder)(batch["input_ids"], batch["token_type_ids"],
+                                                batch["attention_mask"], output_all_encoded_layers=False)
+        return layers                                                          # (B, S, H)
 
-        def read(layers, row, length):
-            tokens = layers[row, :length].float()                             # (S, H): real tokens
-            if pooling is None:
-                return tokens.cpu()
-            vector = tokens.mean(dim=0) if pooling == "mean" else tokens[0]    # (H,)
-            if normalize:
-                vector = torch.nn.functional.normalize(vector, dim=-1)
-            return vector.cpu()
-
-        return self.run(rows, forward, read)
+    @staticmethod
+    def read_vector(layers: torch.Tensor, row: int, length: int, pooling: Optional[str],
+                    normalize: bool) -> torch.Tensor:
+        """One row's (S, H) token vectors, or its (H,) pooled vector; float32 on the CPU."""
+        tokens = layers[row, :length].float()                                 # (S, H): real tokens
+        if pooling is None:
+            return tokens.cpu()
+        vector = tokens.mean(dim=0) if pooling == "mean" else tokens[0]        # (H,)
+        if normalize:
+            vector = torch.nn.functional.normalize(vector, dim=-1)
+        return vector.cpu()
 
 
 class SentenceEmbeddingPipeline(FeatureExtractionPipeline):

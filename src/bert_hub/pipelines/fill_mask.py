@@ -35,30 +35,27 @@ class FillMaskPipeline(Pipeline):
         texts, single = as_list(inputs, str, "a text with [MASK]")
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise InvalidInputError(f"top_k must be a positive int, got {top_k!r}")
-        target_ids = self._target_ids(targets) if targets is not None else None
-        rows = [self._encode(text) for text in texts]
-        probs = self._mask_probabilities(rows)
-        out = [self._answers(features, p, top_k, target_ids) for features, p in zip(rows, probs)]
+        target_ids = self.target_ids(targets) if targets is not None else None
+        rows = [self.encode(text) for text in texts]
+        probs = self.run(rows, self.forward, self.read_masks)
+        out = [self.answers(features, p, top_k, target_ids) for features, p in zip(rows, probs)]
         return out[0] if single else out
 
-    def _mask_probabilities(self, rows: List[Features]) -> List[torch.Tensor]:
-        """(masks, V) probabilities of every row's mask positions."""
-        def forward(batch):
-            scores = self.forward_model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
-            return (scores[0] if isinstance(scores, tuple) else scores), batch["input_ids"]
+    def forward(self, batch):
+        scores = self.forward_model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+        return (scores[0] if isinstance(scores, tuple) else scores), batch["input_ids"]
 
-        def read(outputs, row, length):
-            scores, ids = outputs                                              # (B, S, V), (B, S)
-            positions = (ids[row, :length] == self.mask_id).nonzero().squeeze(-1)
-            return softmax(scores[row, positions]).cpu()                       # (masks, V)
+    def read_masks(self, outputs, row: int, length: int) -> torch.Tensor:
+        """(masks, V) probabilities at the row's mask positions."""
+        scores, ids = outputs                                                  # (B, S, V), (B, S)
+        positions = (ids[row, :length] == self.mask_id).nonzero().squeeze(-1)
+        return softmax(scores[row, positions]).cpu()
 
-        return self.run(rows, forward, read)
-
-    def _encode(self, text: str) -> Features:
+    def encode(self, text: str) -> Features:
         """Token ids with the mask id wherever ``[MASK]`` is written."""
         parts = text.split(MASK)
         if len(parts) == 1:
-            raise InvalidInputError(f"no {MASK} in the input {text!r}: write {MASK} where a word "
+            raise InvalidInputError(f"no {MASK} in the input {text!r:.200}: write {MASK} where a word "
                                     "should be predicted")
         ids: List[int] = []
         for i, part in enumerate(parts):
@@ -71,7 +68,7 @@ class FillMaskPipeline(Pipeline):
                 f"shorten it around the {MASK}")
         return self.features(ids)
 
-    def _answers(self, features: Features, probs: torch.Tensor, top_k: int,
+    def answers(self, features: Features, probs: torch.Tensor, top_k: int,
                  target_ids: Optional[List[int]]):
         """transformers' layout: the mask filled in, the other masks kept when there are several."""
         if target_ids is not None:
@@ -92,7 +89,7 @@ class FillMaskPipeline(Pipeline):
             per_mask.append(answers)
         return per_mask[0] if single else per_mask
 
-    def _target_ids(self, targets) -> List[int]:
+    def target_ids(self, targets) -> List[int]:
         """Ids of ``targets``: a vocabulary token, else the first token of the word (warned)."""
         words = [targets] if isinstance(targets, str) else list(targets)
         ids = []

@@ -36,7 +36,19 @@ class QuestionAnsweringPipeline(Pipeline):
                  doc_stride: Optional[int] = None, max_answer_len: int = 15,
                  max_seq_len: Optional[int] = None, handle_impossible_answer: bool = False,
                  align_to_words: bool = True):
-        examples, single = _examples(args, question, context)
+        examples, single = examples_of(args, question, context)
+        options = self.options(top_k=top_k, doc_stride=doc_stride, max_answer_len=max_answer_len,
+                               max_seq_len=max_seq_len, handle_impossible_answer=handle_impossible_answer,
+                               align_to_words=align_to_words)
+        windows = self.windows(examples, options)
+        logits = self.run(windows, self.forward, self.read_logits)
+        results = self.answers(examples, windows, logits, options)
+        return results[0] if single else results
+
+    def options(self, top_k: int = 1, doc_stride: Optional[int] = None, max_answer_len: int = 15,
+                max_seq_len: Optional[int] = None, handle_impossible_answer: bool = False,
+                align_to_words: bool = True) -> dict:
+        """The call's options checked, with the defaults that depend on the model filled in."""
         for name, value in (("top_k", top_k), ("max_answer_len", max_answer_len)):
             _check_positive(name, value)
         max_seq_len = min(self.max_length, 384) if max_seq_len is None else max_seq_len
@@ -49,33 +61,40 @@ class QuestionAnsweringPipeline(Pipeline):
             raise InvalidInputError(f"doc_stride must be an int >= 0, got {doc_stride!r}")
         if doc_stride > max_seq_len:
             raise InvalidInputError(f"doc_stride ({doc_stride}) is larger than max_seq_len ({max_seq_len})")
+        return dict(top_k=top_k, doc_stride=doc_stride, max_answer_len=max_answer_len,
+                    max_seq_len=max_seq_len, handle_impossible_answer=bool(handle_impossible_answer),
+                    align_to_words=bool(align_to_words))
 
+    def windows(self, examples: List[tuple], options: dict) -> List[Features]:
+        """Every (question, context) example's windows, in order (``extra["example"]``: its number)."""
         windows: List[Features] = []
         for number, (q, c) in enumerate(examples):
-            windows += self._windows(number, q, c, max_seq_len, doc_stride)
+            windows += self._windows(number, q, c, options["max_seq_len"], options["doc_stride"])
+        return windows
 
-        def forward(batch):
-            return self.forward_model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+    @staticmethod
+    def read_logits(outputs, row: int, length: int):
+        start, end = outputs                                                    # each (B, S)
+        return start[row, :length].float().cpu(), end[row, :length].float().cpu()
 
-        def read(outputs, row, length):
-            start, end = outputs                                                # each (B, S)
-            return start[row, :length].float().cpu(), end[row, :length].float().cpu()
-
-        logits = self.run(windows, forward, read)
+    def answers(self, examples: List[tuple], windows: List[Features], logits: List[tuple],
+                options: dict) -> list:
+        """Per example: its best answer (a dict), or its ``top_k`` best (a list)."""
+        top_k = options["top_k"]
         results = []
         for number, (_, c) in enumerate(examples):
             answers, null = [], NULL_SCORE
             for window, (start, end) in zip(windows, logits):
                 if window.extra["example"] != number:
                     continue
-                found, null = self._spans(window, start, end, c, null, top_k, max_answer_len,
-                                          align_to_words)
+                found, null = self._spans(window, start, end, c, null, top_k, options["max_answer_len"],
+                                          options["align_to_words"])
                 answers += found
-            if handle_impossible_answer:
+            if options["handle_impossible_answer"]:
                 answers.append({"score": null, "start": 0, "end": 0, "answer": ""})
             answers = sorted(answers, key=lambda a: a["score"], reverse=True)[:top_k]
             results.append(answers[0] if len(answers) == 1 else answers)
-        return results[0] if single else results
+        return results
 
     def _windows(self, number: int, question: str, context: str, max_seq_len: int,
                  doc_stride: int) -> List[Features]:
@@ -141,7 +160,7 @@ def _char_span(spans, s: int, e: int, align_to_words: bool):
     return first, last
 
 
-def _examples(args, question, context):
+def examples_of(args, question=None, context=None):
     """[(question, context)] and whether one example was given."""
     if args and (question is not None or context is not None):
         raise InvalidInputError("give the inputs either positionally or as question=/context=, not both")
